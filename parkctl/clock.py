@@ -1,0 +1,203 @@
+"""Clocks shared by the controller and the simulated park.
+
+Everything that needs the time is handed a :class:`Clock`; nothing reads the system clock on its own.
+That is what lets the live controller, a real-time simulated park and an "as fast as possible" replay
+run the very same decision code.
+
+:class:`SimClock` is a small discrete-event scheduler. Tasks that call :meth:`SimClock.sleep_until`
+become *actors*; virtual time only moves forward when every live actor is asleep and nobody holds the
+clock (see :meth:`SimClock.hold`). Actors due at the same instant are woken one at a time, in order of
+``priority`` then arrival, and the next one is woken only once the previous one sleeps again. Work that
+happens inside an actor's turn (socket I/O included) therefore happens at a well-defined virtual time,
+which makes runs with the same seed identical whatever the speed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, tzinfo
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """What the controller and the park need from time."""
+
+    def now(self) -> datetime:
+        """Current time, timezone-aware."""
+        ...
+
+    async def sleep_until(
+        self, when: datetime, *, priority: int = 100, wake: asyncio.Event | None = None
+    ) -> None:
+        """Return at ``when`` or as soon as ``wake`` is set, whichever comes first."""
+        ...
+
+    def hold(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """Keep simulated time from advancing while work (a solve, say) is in flight."""
+        ...
+
+
+class WallClock:
+    """Real time in the site's timezone."""
+
+    def __init__(self, tz: tzinfo) -> None:
+        self._tz = tz
+
+    def now(self) -> datetime:
+        return datetime.now(self._tz)
+
+    async def sleep_until(
+        self, when: datetime, *, priority: int = 100, wake: asyncio.Event | None = None
+    ) -> None:
+        delay = (when - self.now()).total_seconds()
+        if wake is None:
+            await asyncio.sleep(max(0.0, delay))
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), timeout=max(0.0, delay))
+
+    @contextlib.asynccontextmanager
+    async def hold(self) -> AsyncIterator[None]:
+        yield
+
+
+@dataclass(order=True)
+class _Sleeper:
+    when: datetime
+    priority: int
+    seq: int
+    task: asyncio.Task[object] = field(compare=False)
+    fut: asyncio.Future[None] = field(compare=False)
+
+
+class SimClock:
+    """Virtual time that advances when every actor sleeps.
+
+    ``speed`` is the ratio of virtual to wall time; ``None`` runs as fast as possible.
+    """
+
+    def __init__(self, start: datetime, speed: float | None = None) -> None:
+        if start.tzinfo is None:
+            raise ValueError("SimClock start must be timezone-aware")
+        if speed is not None and speed <= 0:
+            raise ValueError("speed must be positive, or None for as fast as possible")
+        self._now = start
+        self._speed = speed
+        self._sleepers: dict[asyncio.Task[object], _Sleeper] = {}
+        self._actors: set[asyncio.Task[object]] = set()
+        self._holds = 0
+        self._seq = itertools.count()
+        self._kick: asyncio.Event | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._anchor: tuple[float, datetime] | None = None
+
+    @property
+    def speed(self) -> float | None:
+        return self._speed
+
+    def now(self) -> datetime:
+        return self._now
+
+    async def sleep_until(
+        self, when: datetime, *, priority: int = 100, wake: asyncio.Event | None = None
+    ) -> None:
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - only outside a running loop
+            raise RuntimeError("sleep_until must be awaited from a task")
+        if task not in self._actors:
+            self._actors.add(task)
+            task.add_done_callback(self._actor_done)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self._sleepers[task] = _Sleeper(max(when, self._now), priority, next(self._seq), task, fut)
+        self._ensure_runner()
+        wake_task: asyncio.Task[bool] | None = None
+        try:
+            if wake is None:
+                await fut
+            else:
+                wake_task = asyncio.ensure_future(wake.wait())
+                await asyncio.wait({fut, wake_task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._sleepers.pop(task, None)
+            if wake_task is not None and not wake_task.done():
+                wake_task.cancel()
+            if not fut.done():
+                fut.cancel()
+            self._poke()
+
+    @contextlib.asynccontextmanager
+    async def hold(self) -> AsyncIterator[None]:
+        self._holds += 1
+        try:
+            yield
+        finally:
+            self._holds -= 1
+            self._poke()
+
+    async def advance(self, to: datetime) -> None:
+        """Let time run to ``to`` (convenient for tests and for a driver with nothing else to do)."""
+        await self.sleep_until(to, priority=1_000_000)
+
+    # -- scheduler -------------------------------------------------------------------------------
+    def _actor_done(self, task: asyncio.Task[object]) -> None:
+        self._actors.discard(task)
+        self._sleepers.pop(task, None)
+        self._poke()
+
+    def _poke(self) -> None:
+        if self._kick is not None:
+            self._kick.set()
+
+    def _ensure_runner(self) -> None:
+        if self._kick is None:
+            self._kick = asyncio.Event()
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.get_running_loop().create_task(self._run(), name="sim-clock")
+        self._kick.set()
+
+    def _can_advance(self) -> bool:
+        live = {t for t in self._actors if not t.done()}
+        return self._holds == 0 and bool(self._sleepers) and len(self._sleepers) >= len(live)
+
+    def _wall_deadline(self, when: datetime) -> float:
+        assert self._speed is not None
+        if self._anchor is None:
+            self._anchor = (time.monotonic(), self._now)
+        wall0, virt0 = self._anchor
+        return wall0 + (when - virt0).total_seconds() / self._speed
+
+    async def _run(self) -> None:
+        assert self._kick is not None
+        while True:
+            self._kick.clear()
+            if not self._can_advance():
+                await self._kick.wait()
+                continue
+            nxt = min(self._sleepers.values())
+            if self._speed is not None and nxt.when > self._now:
+                delay = self._wall_deadline(nxt.when) - time.monotonic()
+                if delay > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._kick.wait(), timeout=delay)
+                    continue  # re-evaluate: someone may have woken or a new sleeper arrived
+            # yield once so that callbacks already queued (a message just received) run first
+            await asyncio.sleep(0)
+            if not self._can_advance() or min(self._sleepers.values()) is not nxt:
+                continue
+            self._now = max(self._now, nxt.when)
+            del self._sleepers[nxt.task]
+            if not nxt.fut.done():
+                nxt.fut.set_result(None)
+
+
+def ceil_to(t: datetime, period: timedelta) -> datetime:
+    """The first instant at or after ``t`` that is a whole multiple of ``period`` since midnight."""
+    midnight = t.replace(hour=0, minute=0, second=0, microsecond=0)
+    n = -((midnight - t) // period)
+    return midnight + n * period
