@@ -73,6 +73,7 @@ class _Sleeper:
     seq: int
     task: asyncio.Task[object] = field(compare=False)
     fut: asyncio.Future[None] = field(compare=False)
+    wake: asyncio.Event | None = field(compare=False, default=None)
 
 
 class SimClock:
@@ -114,7 +115,7 @@ class SimClock:
             task.add_done_callback(self._actor_done)
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
-        self._sleepers[task] = _Sleeper(max(when, self._now), priority, next(self._seq), task, fut)
+        self._sleepers[task] = _Sleeper(max(when, self._now), priority, next(self._seq), task, fut, wake)
         self._ensure_runner()
         wake_task: asyncio.Task[bool] | None = None
         try:
@@ -163,7 +164,13 @@ class SimClock:
 
     def _can_advance(self) -> bool:
         live = {t for t in self._actors if not t.done()}
-        return self._holds == 0 and bool(self._sleepers) and len(self._sleepers) >= len(live)
+        woken = any(s.wake is not None and s.wake.is_set() for s in self._sleepers.values())
+        return (
+            self._holds == 0
+            and not woken
+            and bool(self._sleepers)
+            and len(self._sleepers) >= len(live)
+        )
 
     def _wall_deadline(self, when: datetime) -> float:
         assert self._speed is not None

@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml

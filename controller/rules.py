@@ -1,0 +1,158 @@
+"""Rule-based self-consumption: the dispatch every park gets without an optimiser.
+
+Charge from PV surplus, discharge to cover load, cap PV so the zero-export rule holds, shed
+interruptible load before the import cap is reached. Pure functions of the snapshot and the previous
+setpoints: no I/O, no clock, testable cycle by cycle.
+
+How the PV cap can rise again: a capped fleet hides how much sun there is. While PV is capped and a
+battery can still charge, the battery is asked to charge ``pv_probe_pct`` more than the surplus it
+sees and the cap rises by the same amount; if the sun is there, the next cycle sees a larger surplus.
+The battery ramps faster than the inverters, so probing imports briefly and never exports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from controller.setpoints import Setpoints
+from controller.settings import BatteryLimits, GridLimits, RuleSettings
+from controller.snapshot import Snapshot
+from drivers.capabilities import BatteryReading, PvReading
+
+
+@dataclass(frozen=True, slots=True)
+class SiteModel:
+    """What decide needs to know about the site beyond the snapshot."""
+
+    grid: GridLimits
+    batteries: Mapping[str, BatteryLimits]
+    pv_rated_kw: Mapping[str, float]
+    load_nominal_kw: Mapping[str, float]
+    rules: RuleSettings = field(default_factory=RuleSettings)
+
+
+def battery_headroom(
+    reading: BatteryReading | None, limits: BatteryLimits
+) -> tuple[float, float]:
+    """(charge_kw, discharge_kw) the battery may take or give now within the controller's SoC window."""
+    if reading is None:
+        return 0.0, 0.0
+    charge = max(0.0, reading.max_charge_kw) if reading.soc_pct < limits.soc_max_pct else 0.0
+    discharge = max(0.0, reading.max_discharge_kw) if reading.soc_pct > limits.soc_min_pct else 0.0
+    return charge, discharge
+
+
+def split_battery_power(
+    want_kw: float, snap: Snapshot, limits: Mapping[str, BatteryLimits]
+) -> dict[str, float]:
+    """Share ``want_kw`` (+ discharge) among batteries in proportion to what each can do now."""
+    heads = {bid: battery_headroom(snap.batteries.get(bid), lim) for bid, lim in limits.items()}
+    index = 1 if want_kw > 0 else 0
+    total = sum(h[index] for h in heads.values())
+    if total <= 0 or want_kw == 0:
+        return dict.fromkeys(limits, 0.0)
+    share = min(abs(want_kw), total) / total
+    sign = 1.0 if want_kw > 0 else -1.0
+    return {bid: sign * h[index] * share for bid, h in heads.items()}
+
+
+def split_pv_cap(
+    allowed_kw: float,
+    pv: Mapping[str, PvReading | None],
+    rated_kw: Mapping[str, float],
+    previous: Mapping[str, float | None],
+) -> dict[str, float | None]:
+    """Caps per plant that add up to ``allowed_kw`` (or lift every cap when it is not binding).
+
+    Plants producing visibly below their previous cap (shade, clouds) keep a cap just above what they
+    make; the rest of the allowance goes to the plants that are held back, by rating.
+    """
+    total_rated = sum(rated_kw.values())
+    if allowed_kw >= total_rated:
+        return dict.fromkeys(rated_kw, None)
+    allowed_kw = max(0.0, allowed_kw)
+    caps: dict[str, float | None] = {}
+    held: list[str] = []
+    spare = allowed_kw
+    for pid, rated in rated_kw.items():
+        share = allowed_kw * rated / total_rated
+        reading, prev = pv.get(pid), previous.get(pid)
+        tol = 0.01 * rated
+        if reading is not None and prev is not None and reading.p_kw < min(prev, share) - tol:
+            cap = reading.p_kw + tol
+            caps[pid] = cap
+            spare -= cap
+        else:
+            held.append(pid)
+    held_rated = sum(rated_kw[p] for p in held)
+    for pid in held:
+        caps[pid] = min(rated_kw[pid], max(0.0, spare) * rated_kw[pid] / held_rated)
+    return caps
+
+
+def _fleet_is_capped(
+    snap: Snapshot, previous: Mapping[str, float | None], rated: Mapping[str, float]
+) -> bool:
+    for pid, cap in previous.items():
+        reading = snap.pv.get(pid)
+        if cap is not None and reading is not None and reading.p_kw >= cap - 0.02 * rated[pid]:
+            return True
+    return False
+
+
+def blind_setpoints(site: SiteModel, previous: Setpoints) -> Setpoints:
+    """Safe state while the meter cannot be read: batteries idle, PV capped, loads left as they are."""
+    caps = split_pv_cap(site.rules.blind_pv_limit_kw, {}, site.pv_rated_kw, {})
+    return Setpoints(
+        pv_limit_kw=caps,
+        battery_p_kw=dict.fromkeys(site.batteries, 0.0),
+        load_shed=dict(previous.load_shed),
+        reason="meter stale: safe state",
+    )
+
+
+def plan_sheds(
+    projected_import_kw: float, snap: Snapshot, site: SiteModel, previous: Setpoints
+) -> tuple[dict[str, bool], float]:
+    """Shed loads (largest first) when import nears the cap; restore them when there is headroom.
+
+    Returns the shed map and the projected import after these changes.
+    """
+    s = site.rules
+    shed = {lid: previous.load_shed.get(lid, False) for lid in site.load_nominal_kw}
+    ceiling = site.grid.import_cap_kw - s.import_margin_kw
+    for lid in sorted(shed, key=lambda i: -site.load_nominal_kw[i]):
+        reading = snap.loads.get(lid)
+        if projected_import_kw <= ceiling:
+            break
+        if not shed[lid] and reading is not None and reading.running:
+            shed[lid] = True
+            projected_import_kw -= reading.p_kw
+    for lid in sorted(shed, key=lambda i: site.load_nominal_kw[i]):
+        nominal = site.load_nominal_kw[lid]
+        if shed[lid] and projected_import_kw + nominal <= ceiling - s.restore_headroom_kw:
+            shed[lid] = False
+            projected_import_kw += nominal
+    return shed, projected_import_kw
+
+
+def decide_rules(snap: Snapshot, previous: Setpoints, site: SiteModel) -> Setpoints:
+    """One cycle of rule-based self-consumption (see module docstring)."""
+    load_kw = snap.site_load_kw()
+    if load_kw is None:
+        return blind_setpoints(site, previous)
+    s = site.rules
+    surplus_kw = snap.pv_kw - load_kw
+    want_kw = -surplus_kw - s.target_import_kw  # + discharge
+    if want_kw < 0 and _fleet_is_capped(snap, previous.pv_limit_kw, site.pv_rated_kw):
+        want_kw -= s.pv_probe_pct / 100 * sum(site.pv_rated_kw.values())
+    battery = split_battery_power(want_kw, snap, site.batteries)
+    battery_kw = sum(battery.values())
+    shed, _ = plan_sheds(load_kw - snap.pv_kw - battery_kw, snap, site, previous)
+    shed_kw = sum(
+        r.p_kw for lid, r in snap.loads.items() if r is not None and shed.get(lid) and r.running
+    )
+    allowed_pv_kw = (load_kw - shed_kw) - battery_kw + site.grid.export_cap_kw - s.export_margin_kw
+    caps = split_pv_cap(allowed_pv_kw, snap.pv, site.pv_rated_kw, previous.pv_limit_kw)
+    return Setpoints(pv_limit_kw=caps, battery_p_kw=battery, load_shed=shed, reason="rules")

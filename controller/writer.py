@@ -1,0 +1,118 @@
+"""The write phase: send only what changed, and re-send before a device's own watchdog expires.
+
+``commanded`` is what the devices were last told successfully; decide builds on it, so a failed
+write is simply tried again next cycle. A load that refused a command (minimum on/off time, say) is
+left alone for ``refusal_backoff_s`` instead of being asked again every cycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Awaitable
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from controller.devices import DeviceSet
+from controller.setpoints import Setpoints
+from parkctl.clock import Clock
+
+if TYPE_CHECKING:
+    from controller.cycle import CycleSettings
+
+log = logging.getLogger(__name__)
+
+REFUSAL_BACKOFF_S = 120.0
+
+
+class SetpointWriter:
+    def __init__(
+        self, devices: DeviceSet, clock: Clock, settings: CycleSettings, errors: Counter[str]
+    ) -> None:
+        self.devices = devices
+        self.clock = clock
+        self.settings = settings
+        self.errors = errors
+        self.commanded = Setpoints(
+            pv_limit_kw=dict.fromkeys(devices.pv, None),
+            battery_p_kw=dict.fromkeys(devices.storage, 0.0),
+            load_shed=dict.fromkeys(devices.loads, False),
+        )
+        self._sent_at: dict[str, datetime] = {}
+        self._refused_until: dict[str, datetime] = {}
+        self.refusals: Counter[str] = Counter()
+
+    def _due(self, key: str, now: datetime, resend_s: float) -> bool:
+        last = self._sent_at.get(key)
+        return last is None or (now - last).total_seconds() >= resend_s
+
+    async def _attempt(self, key: str, call: Awaitable[object], errors: list[str]) -> bool:
+        try:
+            await asyncio.wait_for(call, timeout=self.settings.write_timeout_s)
+        except Exception as exc:
+            self.errors[key] += 1
+            errors.append(f"write {key}: {exc!r}")
+            return False
+        self._sent_at[key] = self.clock.now()
+        return True
+
+    async def write(self, wanted: Setpoints, errors: list[str]) -> int:
+        """Write what differs from ``commanded`` (or is due again); returns the number of writes."""
+        now = self.clock.now()
+        s, old = self.settings, self.commanded
+        jobs: list[tuple[str, str, object, Awaitable[bool]]] = []
+        for pid, cap in wanted.pv_limit_kw.items():
+            prev = old.pv_limit_kw.get(pid)
+            changed = (cap is None) != (prev is None) or (
+                cap is not None and prev is not None and abs(cap - prev) > s.deadband_kw
+            )
+            if pid in self.devices.pv and (changed or self._due(pid, now, s.pv_resend_s)):
+                call = self._attempt(pid, self.devices.pv[pid].set_pv_limit(cap), errors)
+                jobs.append(("pv", pid, cap, call))
+        for bid, p_kw in wanted.battery_p_kw.items():
+            changed = abs(p_kw - old.battery_p_kw.get(bid, 0.0)) > s.deadband_kw
+            if bid in self.devices.storage and (changed or self._due(bid, now, s.battery_resend_s)):
+                call = self._attempt(bid, self.devices.storage[bid].set_battery_power(p_kw), errors)
+                jobs.append(("battery", bid, p_kw, call))
+        for lid, shed in wanted.load_shed.items():
+            if lid in self.devices.loads and shed != old.load_shed.get(lid, False):
+                if now < self._refused_until.get(lid, now):
+                    continue
+                jobs.append(("load", lid, shed, self._command_load(lid, shed, errors)))
+        results = await asyncio.gather(*(job[3] for job in jobs))
+        pv, bat, loads = dict(old.pv_limit_kw), dict(old.battery_p_kw), dict(old.load_shed)
+        for (kind, dev, value, _), ok in zip(jobs, results, strict=True):
+            if not ok:
+                continue
+            if kind == "pv":
+                pv[dev] = value  # type: ignore[assignment]
+            elif kind == "battery":
+                bat[dev] = value  # type: ignore[assignment]
+            else:
+                loads[dev] = value  # type: ignore[assignment]
+        self.commanded = replace(old, pv_limit_kw=pv, battery_p_kw=bat, load_shed=loads, reason=wanted.reason)
+        return sum(results)
+
+    async def _command_load(self, lid: str, shed: bool, errors: list[str]) -> bool:
+        load = self.devices.loads[lid]
+        try:
+            outcome = await asyncio.wait_for(
+                load.shed() if shed else load.restore(), timeout=self.settings.write_timeout_s
+            )
+        except Exception as exc:
+            self.errors[lid] += 1
+            errors.append(f"command {lid}: {exc!r}")
+            return False
+        if not outcome.acked:
+            self.errors[lid] += 1
+            errors.append(f"command {lid}: no acknowledgement")
+            return False
+        if not outcome.accepted:
+            self.refusals[lid] += 1
+            self._refused_until[lid] = self.clock.now() + timedelta(seconds=REFUSAL_BACKOFF_S)
+            log.info("load %s refused %s: %s", lid, "shed" if shed else "restore", outcome.reason)
+            return False
+        return True
+

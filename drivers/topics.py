@@ -1,0 +1,258 @@
+"""The MQTT topic scheme between the park controller and its devices, and strict payload codecs.
+
+Everything lives under ``park/{site}/``:
+
+================================  ==========  ===  ======  ===============================================
+topic                             direction   QoS  retain  payload
+================================  ==========  ===  ======  ===============================================
+``load/{id}/state``               dev → ctl   1    yes     {"ts", "p_kw": float, "running": bool, "seq": int}
+``load/{id}/cmd``                 ctl → dev   1    no      {"id": str, "action": "shed"|"restore", "ts"}
+``load/{id}/ack``                 dev → ctl   1    no      {"id": cmd id, "accepted": bool, "reason": str, "ts"}
+``load/{id}/availability``        dev → ctl   1    yes     "online" | "offline" (the device's last will)
+``controller/status``             ctl → all   1    yes     "online" | "offline" (the controller's last will)
+``controller/...``, ``dr/...``    reserved for the controller (measurements, plan, alarms, DR events)
+================================  ==========  ===  ======  ===============================================
+
+``ts`` is ISO-8601 with a UTC offset. State is retained so a (re)connecting controller sees the last
+report at once; its ``ts`` then tells the controller whether it is still fresh enough to trust. A command
+is never retained: a retained "shed" would be executed again by every reconnecting device. QoS 1 may
+deliver a command twice; devices answer a repeated command id with the same ack and do not re-apply it.
+
+Decoders are strict on what they need (missing fields, wrong types, NaN/inf, naive timestamps, oversized
+payloads all raise :class:`PayloadError`) and ignore extra keys, so a device with newer firmware can add
+fields without breaking an older controller.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final, Literal
+
+ROOT: Final = "park"
+MAX_PAYLOAD_BYTES: Final = 4096
+MAX_ID_CHARS: Final = 64
+MAX_REASON_CHARS: Final = 256
+ONLINE: Final = b"online"
+OFFLINE: Final = b"offline"
+
+Kind = Literal["state", "cmd", "ack", "availability"]
+Action = Literal["shed", "restore"]
+LOAD_KINDS: Final[tuple[Kind, ...]] = ("state", "cmd", "ack", "availability")
+ACTIONS: Final[tuple[Action, ...]] = ("shed", "restore")
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """One row of the scheme: the pattern (with ``{site}``/``{id}``), who publishes it, QoS and retain."""
+
+    pattern: str
+    publisher: Literal["device", "controller"]
+    qos: int
+    retain: bool
+
+
+SCHEME: Final[dict[str, TopicSpec]] = {
+    "state": TopicSpec("park/{site}/load/{id}/state", "device", 1, True),
+    "cmd": TopicSpec("park/{site}/load/{id}/cmd", "controller", 1, False),
+    "ack": TopicSpec("park/{site}/load/{id}/ack", "device", 1, False),
+    "availability": TopicSpec("park/{site}/load/{id}/availability", "device", 1, True),
+    "controller_status": TopicSpec("park/{site}/controller/status", "controller", 1, True),
+}
+RESERVED_PREFIXES: Final = ("park/{site}/controller/", "park/{site}/dr/")
+
+
+def check_name(name: str, what: str = "name") -> str:
+    """A site or load id must be one safe topic level: no '/', '+', '#', spaces; at most 64 chars."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ValueError(f"{what} {name!r} is not usable in an MQTT topic (letters, digits, '_.-', ≤ 64)")
+    return name
+
+
+def load_topic(site: str, load_id: str, kind: Kind) -> str:
+    if kind not in LOAD_KINDS:
+        raise ValueError(f"unknown load topic kind {kind!r}")
+    return f"{ROOT}/{check_name(site, 'site')}/load/{check_name(load_id, 'load id')}/{kind}"
+
+
+def load_wildcard(site: str, kind: Kind) -> str:
+    """Subscription filter for one kind of topic of every load of the site."""
+    if kind not in LOAD_KINDS:
+        raise ValueError(f"unknown load topic kind {kind!r}")
+    return f"{ROOT}/{check_name(site, 'site')}/load/+/{kind}"
+
+
+def controller_status_topic(site: str) -> str:
+    return f"{ROOT}/{check_name(site, 'site')}/controller/status"
+
+
+def parse_load_topic(site: str, topic: str) -> tuple[str, Kind] | None:
+    """``(load_id, kind)`` for a load topic of this site, None for anything else."""
+    parts = topic.split("/")
+    if len(parts) != 5 or parts[0] != ROOT or parts[1] != site or parts[2] != "load":
+        return None
+    load_id, kind = parts[3], parts[4]
+    if kind not in LOAD_KINDS or not _NAME.fullmatch(load_id):
+        return None
+    return load_id, kind  # type: ignore[return-value]
+
+
+# -- payloads ------------------------------------------------------------------------------------------
+
+
+class PayloadError(ValueError):
+    """A payload that does not follow the scheme; ``reason`` is a short code suitable for a counter."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class StateReport:
+    ts: datetime
+    p_kw: float
+    running: bool
+    seq: int
+
+    def encode(self) -> bytes:
+        return _dump({"ts": _ts(self.ts), "p_kw": self.p_kw, "running": self.running, "seq": self.seq})
+
+    @classmethod
+    def decode(cls, payload: bytes) -> StateReport:
+        d = _load(payload)
+        seq = _get(d, "seq", int)
+        if seq < 0:
+            raise PayloadError("bad_value", f"seq must be >= 0, got {seq}")
+        return cls(_get_ts(d), _get_float(d, "p_kw"), _get(d, "running", bool), seq)
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    id: str
+    action: Action
+    ts: datetime
+
+    def encode(self) -> bytes:
+        return _dump({"id": self.id, "action": self.action, "ts": _ts(self.ts)})
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Command:
+        d = _load(payload)
+        action = _get(d, "action", str)
+        if action not in ACTIONS:
+            raise PayloadError("bad_value", f"action must be 'shed' or 'restore', got {action!r}")
+        return cls(_get_id(d), action, _get_ts(d))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    id: str
+    accepted: bool
+    reason: str
+    ts: datetime
+
+    def encode(self) -> bytes:
+        reason = self.reason[:MAX_REASON_CHARS]
+        return _dump({"id": self.id, "accepted": self.accepted, "reason": reason, "ts": _ts(self.ts)})
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Ack:
+        d = _load(payload)
+        reason = _get(d, "reason", str)
+        if len(reason) > MAX_REASON_CHARS:
+            raise PayloadError("bad_value", f"reason longer than {MAX_REASON_CHARS} characters")
+        return cls(_get_id(d), _get(d, "accepted", bool), reason, _get_ts(d))
+
+
+def decode_availability(payload: bytes) -> bool:
+    """True for ``online``, False for ``offline``."""
+    if payload == ONLINE:
+        return True
+    if payload == OFFLINE:
+        return False
+    raise PayloadError("bad_value", f"availability must be 'online' or 'offline', got {payload[:32]!r}")
+
+
+def peek_command_id(payload: bytes) -> str | None:
+    """The ``id`` of a command that failed to decode, when one can still be read (to refuse it by id)."""
+    try:
+        return _get_id(_load(payload))
+    except PayloadError:
+        return None
+
+
+# -- helpers -------------------------------------------------------------------------------------------
+
+
+def _reject_constant(name: str) -> Any:
+    raise PayloadError("not_finite", f"{name} is not allowed")
+
+
+def _load(payload: bytes) -> dict[str, Any]:
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise PayloadError("too_large", f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
+    try:
+        d = json.loads(payload, parse_constant=_reject_constant)
+    except PayloadError:
+        raise
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise PayloadError("bad_json", str(exc)[:80]) from None
+    if not isinstance(d, dict):
+        raise PayloadError("bad_json", f"expected a JSON object, got {type(d).__name__}")
+    return d
+
+
+def _get(d: dict[str, Any], key: str, typ: type[Any]) -> Any:
+    if key not in d:
+        raise PayloadError("missing_field", key)
+    v = d[key]
+    # bool is a subclass of int: never accept true/false where a number is expected
+    if not isinstance(v, typ) or (typ is not bool and isinstance(v, bool)):
+        raise PayloadError("bad_type", f"{key} must be {typ.__name__}, got {type(v).__name__}")
+    return v
+
+
+def _get_float(d: dict[str, Any], key: str) -> float:
+    if key not in d:
+        raise PayloadError("missing_field", key)
+    v = d[key]
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise PayloadError("bad_type", f"{key} must be a number, got {type(v).__name__}")
+    f = float(v)
+    if not math.isfinite(f):  # huge integers overflow to inf
+        raise PayloadError("not_finite", f"{key} is not finite")
+    return f
+
+
+def _get_id(d: dict[str, Any]) -> str:
+    v = _get(d, "id", str)
+    if not 0 < len(v) <= MAX_ID_CHARS or not v.isprintable():
+        raise PayloadError("bad_value", f"id must be 1..{MAX_ID_CHARS} printable characters")
+    return v  # type: ignore[no-any-return]
+
+
+def _get_ts(d: dict[str, Any]) -> datetime:
+    raw = _get(d, "ts", str)
+    try:
+        ts = datetime.fromisoformat(raw)
+    except ValueError:
+        raise PayloadError("bad_ts", f"ts {raw[:40]!r} is not ISO-8601") from None
+    if ts.tzinfo is None or ts.utcoffset() is None:
+        raise PayloadError("bad_ts", f"ts {raw[:40]!r} has no UTC offset")
+    return ts
+
+
+def _ts(ts: datetime) -> str:
+    if ts.tzinfo is None:
+        raise ValueError("timestamps on the wire must be timezone-aware")
+    return ts.isoformat()
+
+
+def _dump(d: dict[str, Any]) -> bytes:
+    return json.dumps(d, allow_nan=False, separators=(",", ":")).encode()

@@ -1,0 +1,142 @@
+"""Rule-based self-consumption, cycle by cycle: inputs -> expected setpoints."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from controller.rules import SiteModel, decide_rules, split_battery_power, split_pv_cap
+from controller.settings import BatteryLimits, GridLimits, RuleSettings
+from controller.setpoints import Setpoints
+from controller.snapshot import Snapshot
+from drivers.capabilities import BatteryReading, LoadReading, MeterReading, PvReading
+
+TS = datetime(2026, 7, 15, 12, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+SITE = SiteModel(
+    grid=GridLimits(import_cap_kw=1000, export_cap_kw=0),
+    batteries={"b1": BatteryLimits(soc_min_pct=10, soc_max_pct=90)},
+    pv_rated_kw={"pv1": 600, "pv2": 400},
+    load_nominal_kw={"big": 300, "small": 100},
+    rules=RuleSettings(target_import_kw=20, export_margin_kw=50, import_margin_kw=100,
+                       restore_headroom_kw=100, pv_probe_pct=5),
+)
+
+
+def snap(grid_kw: float | None, pv: tuple[float, float], bat_kw: float = 0.0, soc: float = 50.0,
+         loads: tuple[float, float] = (300, 100)) -> Snapshot:
+    return Snapshot(
+        ts=TS,
+        meter=None if grid_kw is None else MeterReading(TS, grid_kw),
+        pv={"pv1": PvReading(TS, pv[0], 600, None), "pv2": PvReading(TS, pv[1], 400, None)},
+        batteries={"b1": BatteryReading(TS, bat_kw, soc, 1000, 500, 500)},
+        loads={"big": LoadReading(TS, loads[0], loads[0] > 0), "small": LoadReading(TS, loads[1], loads[1] > 0)},
+    )
+
+
+NONE = Setpoints(pv_limit_kw={"pv1": None, "pv2": None}, battery_p_kw={"b1": 0.0},
+                 load_shed={"big": False, "small": False})
+
+
+def test_surplus_charges_battery_and_keeps_target_import() -> None:
+    # load = grid + pv + battery = -100 + 700 + 0 = 600; surplus 100 -> charge 120 (target import 20)
+    out = decide_rules(snap(-100, (400, 300)), NONE, SITE)
+    assert out.battery_p_kw["b1"] == pytest.approx(-120)
+    # battery takes the surplus, so no PV cap is needed: 600 + 120 - 50 = 670 < 1000 rated -> capped
+    assert sum(c for c in out.pv_limit_kw.values() if c is not None) == pytest.approx(670)
+
+
+def test_deficit_discharges_battery() -> None:
+    # load = 400 + 100 + 0 = 500, pv 100 -> discharge 380 to leave 20 kW import
+    out = decide_rules(snap(400, (60, 40)), NONE, SITE)
+    assert out.battery_p_kw["b1"] == pytest.approx(380)
+
+
+def test_full_battery_caps_pv_to_load_minus_margin() -> None:
+    out = decide_rules(snap(-200, (500, 300), soc=90), NONE, SITE)  # load 600, battery full
+    assert out.battery_p_kw["b1"] == 0
+    caps = out.pv_limit_kw
+    assert sum(c for c in caps.values() if c is not None) == pytest.approx(600 - 50)
+    assert caps["pv1"] == pytest.approx(550 * 0.6)
+
+
+def test_empty_battery_does_not_discharge() -> None:
+    out = decide_rules(snap(400, (60, 40), soc=10), NONE, SITE)
+    assert out.battery_p_kw["b1"] == 0
+
+
+def test_probe_raises_cap_step_by_step_while_battery_has_room() -> None:
+    # cycle 1: fleet capped at 500 and producing 500 (sun hidden behind the cap)
+    prev = Setpoints(pv_limit_kw={"pv1": 300, "pv2": 200}, battery_p_kw={"b1": 0.0},
+                     load_shed={"big": False, "small": False})
+    out = decide_rules(snap(0, (300, 200)), prev, SITE)  # load 500, no surplus visible
+    probe = 0.05 * 1000
+    assert out.battery_p_kw["b1"] == pytest.approx(-(20 + probe))
+    assert sum(out.pv_limit_kw.values()) == pytest.approx(500 + 20 + probe - 50)  # type: ignore[arg-type]
+
+
+def test_stale_meter_goes_to_safe_state() -> None:
+    prev = Setpoints(load_shed={"big": True})
+    out = decide_rules(snap(None, (300, 200)), prev, SITE)
+    assert out.battery_p_kw == {"b1": 0.0}
+    assert out.pv_limit_kw == {"pv1": 0.0, "pv2": 0.0}
+    assert out.load_shed == {"big": True}
+    assert "stale" in out.reason
+
+
+def test_import_far_over_cap_sheds_as_many_loads_as_needed() -> None:
+    # battery empty, import 1250 > ceiling 900: shedding big (300) leaves 950, so small goes too
+    out = decide_rules(snap(1250, (0, 0), soc=10), NONE, SITE)
+    assert out.load_shed == {"big": True, "small": True}
+
+
+def test_shed_stops_once_below_ceiling() -> None:
+    out = decide_rules(snap(1000, (0, 0), soc=10), NONE, SITE)  # 1000 > 900 -> shed big -> 700
+    assert out.load_shed == {"big": True, "small": False}
+    # next cycle: the big load is off, import 700; restoring it (300) would give 1000 > 900 - 100
+    prev = Setpoints(pv_limit_kw={}, battery_p_kw={"b1": 0.0}, load_shed={"big": True, "small": False})
+    out2 = decide_rules(snap(700, (0, 0), soc=10, loads=(0, 100)), prev, SITE)
+    assert out2.load_shed["big"] is True
+    # import drops to 400: 400 + 300 = 700 <= 800 -> restore
+    out3 = decide_rules(snap(400, (0, 0), soc=10, loads=(0, 100)), prev, SITE)
+    assert out3.load_shed["big"] is False
+
+
+@given(
+    allowed=st.floats(-500, 2000),
+    p1=st.floats(0, 600), p2=st.floats(0, 400),
+    c1=st.one_of(st.none(), st.floats(0, 600)), c2=st.one_of(st.none(), st.floats(0, 400)),
+)
+def test_pv_caps_never_exceed_allowance(allowed: float, p1: float, p2: float,
+                                        c1: float | None, c2: float | None) -> None:
+    pv = {"pv1": PvReading(TS, p1, 600, None), "pv2": PvReading(TS, p2, 400, None)}
+    caps = split_pv_cap(allowed, pv, {"pv1": 600, "pv2": 400}, {"pv1": c1, "pv2": c2})
+    if allowed >= 1000:
+        assert caps == {"pv1": None, "pv2": None}
+    else:
+        values = [c for c in caps.values() if c is not None]
+        assert len(values) == 2
+        assert all(v >= 0 for v in values)
+        assert sum(values) <= max(0.0, allowed) + 1e-6
+
+
+@given(want=st.floats(-3000, 3000), soc1=st.floats(0, 100), soc2=st.floats(0, 100))
+def test_battery_split_respects_headroom_and_soc_window(want: float, soc1: float, soc2: float) -> None:
+    s = Snapshot(ts=TS, meter=MeterReading(TS, 0), batteries={
+        "a": BatteryReading(TS, 0, soc1, 1000, 500, 400), "b": BatteryReading(TS, 0, soc2, 500, 200, 250)})
+    limits = {"a": BatteryLimits(soc_min_pct=10, soc_max_pct=90), "b": BatteryLimits(soc_min_pct=20, soc_max_pct=80)}
+    out = split_battery_power(want, s, limits)
+    assert -700 - 1e-9 <= sum(out.values()) <= 650 + 1e-9
+    assert abs(sum(out.values())) <= abs(want) + 1e-6
+    assert -500 - 1e-9 <= out["a"] <= 400 + 1e-9 and -200 - 1e-9 <= out["b"] <= 250 + 1e-9
+    if soc1 <= 10:
+        assert out["a"] <= 0
+    if soc1 >= 90:
+        assert out["a"] >= 0
+    if soc2 <= 20:
+        assert out["b"] <= 0
+    if soc2 >= 80:
+        assert out["b"] >= 0
