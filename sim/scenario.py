@@ -12,11 +12,11 @@ from importlib import resources
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from parkctl.errors import ConfigError
 from parkctl.tariff import Tariff
+from parkctl.yamlfile import parse_yaml_model
 
 
 class _Model(BaseModel):
@@ -54,6 +54,7 @@ class Grid(_Model):
     violation_tolerance_kw: float = Field(
         default=1.0, ge=0, description="meter resolution: excursions within this are not violations"
     )
+    frequency_hz: float = Field(default=50.0, gt=0, description="nominal frequency the meter reports")
 
 
 class Weather(_Model):
@@ -62,6 +63,10 @@ class Weather(_Model):
     cloudiness: float = Field(default=0.2, ge=0, le=1, description="0 clear, 1 overcast")
     cloud_timescale_min: float = Field(default=20.0, gt=0)
     linke_turbidity: float = Field(default=4.0, gt=0)
+    ambient_mean_c: float | None = Field(
+        default=None, description="daily mean air temperature; None: a subtropical seasonal default"
+    )
+    ambient_range_c: float = Field(default=8.0, ge=0, description="daily min-to-max swing, peak at 15:00")
 
 
 class PvPlant(_Model):
@@ -72,6 +77,8 @@ class PvPlant(_Model):
     azimuth_deg: float = Field(default=180.0, ge=0, lt=360)
     losses_pct: float = Field(default=14.0, ge=0, lt=100)
     ramp_pct_per_s: float = Field(default=10.0, gt=0, description="limit-following ramp, % of ac_kw per s")
+    temp_coeff_pct_per_c: float = Field(default=-0.4, le=0, description="power change per °C above 25 °C")
+    noct_c: float = Field(default=45.0, ge=20, le=80, description="cell temperature at 800 W/m², 20 °C")
 
 
 class Battery(_Model):
@@ -106,6 +113,16 @@ class Shift(_Model):
     start: str
     end: str
     level: float = Field(ge=0, le=1)
+
+    @field_validator("start", "end")
+    @classmethod
+    def _hhmm(cls, v: str) -> str:
+        hh, sep, mm = v.partition(":")
+        if not (sep and hh.isdigit() and mm.isdigit() and len(mm) == 2):
+            raise ValueError(f"{v!r} is not a time of day HH:MM")
+        if int(mm) >= 60 or not 0 <= int(hh) * 60 + int(mm) <= 1440:
+            raise ValueError(f"{v!r} is not a time of day between 00:00 and 24:00")
+        return v
 
 
 class BaseLoad(_Model):
@@ -182,27 +199,9 @@ def available_scenarios() -> list[str]:
     return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
-def _format_validation(exc: ValidationError, source: str) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{source}: field '{where}': {first['msg']}{more}"
-
-
 def parse_scenario(text: str, source: str) -> Scenario:
     """Validate scenario YAML text; ``source`` names it in error messages."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{source}: not valid YAML{at}: {getattr(exc, 'problem', exc)}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: a scenario must be a YAML mapping")
-    try:
-        return Scenario.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(_format_validation(exc, source)) from None
+    return parse_yaml_model(text, Scenario, source)
 
 
 def load_scenario(name_or_path: str) -> Scenario:

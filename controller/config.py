@@ -1,0 +1,119 @@
+"""The controller's configuration file, as pydantic models.
+
+The same model describes a real park (``parkctl run --config FILE``) and the simulated one (the
+simulator builds it from the scenario and the endpoints it started), so both run identical code.
+A wrong file raises :class:`ConfigError` naming the field and the reason.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from controller.cycle import CycleSettings
+from controller.rules import SiteModel
+from controller.settings import BatteryLimits, GridLimits, RuleSettings
+from parkctl.errors import ConfigError
+from parkctl.yamlfile import parse_yaml_model
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SiteConfig(_Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="also the MQTT topic segment")
+    timezone: str = "Asia/Shanghai"
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone {v!r}") from exc
+        return v
+
+
+class ModbusDeviceConfig(_Model):
+    """A SunSpec device reached over Modbus TCP."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: Literal["pv", "storage", "meter"]
+    host: str = "127.0.0.1"
+    port: int = Field(default=502, ge=1, le=65535)
+    unit_id: int = Field(default=1, ge=0, le=247)
+    timeout_s: float = Field(default=0.3, gt=0, le=10)
+    retries: int = Field(default=1, ge=0, le=5)
+    rated_kw: float | None = Field(default=None, gt=0, description="AC nameplate; required for PV")
+
+
+class MqttConfig(_Model):
+    url: str = "mqtt://127.0.0.1:1883"
+    client_id: str = "parkctl-controller"
+    ack_timeout_s: float = Field(default=1.0, gt=0, le=30)
+    max_age_s: float = Field(default=30.0, gt=0, description="older load reports count as stale")
+
+
+class LoadConfig(_Model):
+    """An interruptible load reached over MQTT."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    nominal_kw: float = Field(gt=0)
+
+
+class ControllerConfig(_Model):
+    site: SiteConfig
+    grid: GridLimits
+    batteries: dict[str, BatteryLimits] = Field(default_factory=dict)
+    cycle: CycleSettings = Field(default_factory=CycleSettings)
+    rules: RuleSettings = Field(default_factory=RuleSettings)
+    strategy: Literal["rules", "mpc"] = "rules"
+    modbus: list[ModbusDeviceConfig] = Field(default_factory=list)
+    mqtt: MqttConfig | None = None
+    loads: list[LoadConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ControllerConfig:
+        ids = [d.id for d in self.modbus] + [ld.id for ld in self.loads]
+        doubled = sorted({i for i in ids if ids.count(i) > 1})
+        if doubled:
+            raise ValueError(f"device ids must be unique, repeated: {doubled}")
+        meters = [d.id for d in self.modbus if d.kind == "meter"]
+        if len(meters) != 1:
+            raise ValueError(f"exactly one device of kind 'meter' is required, found {len(meters)}")
+        unrated = [d.id for d in self.modbus if d.kind == "pv" and d.rated_kw is None]
+        if unrated:
+            raise ValueError(f"PV devices need rated_kw: {unrated}")
+        storage = {d.id for d in self.modbus if d.kind == "storage"}
+        unknown = sorted(set(self.batteries) - storage)
+        if unknown:
+            raise ValueError(f"batteries names ids that are not storage devices: {unknown}")
+        if self.loads and self.mqtt is None:
+            raise ValueError("loads are reached over MQTT: an 'mqtt' section is required")
+        return self
+
+    def battery_limits(self) -> dict[str, BatteryLimits]:
+        return {
+            d.id: self.batteries.get(d.id, BatteryLimits()) for d in self.modbus if d.kind == "storage"
+        }
+
+    def site_model(self) -> SiteModel:
+        return SiteModel(
+            grid=self.grid,
+            batteries=self.battery_limits(),
+            pv_rated_kw={d.id: float(d.rated_kw or 0) for d in self.modbus if d.kind == "pv"},
+            load_nominal_kw={ld.id: ld.nominal_kw for ld in self.loads},
+            rules=self.rules,
+        )
+
+
+def load_config(path: str | Path) -> ControllerConfig:
+    """Read and validate a YAML configuration file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"configuration file {str(p)!r} does not exist")
+    return parse_yaml_model(p.read_text(encoding="utf-8"), ControllerConfig, str(p))

@@ -1,0 +1,104 @@
+"""``parkctl``: the one command line of the project.
+
+Every subcommand turns a :class:`ParkError` into one line on stderr and exit status 2, so an operator
+or a script sees what is wrong without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from parkctl.errors import ParkError
+
+
+def parse_speed(text: str) -> float | None:
+    """``max`` (as fast as possible), ``realtime`` (1) or a factor such as ``60`` / ``60x``."""
+    t = text.strip().lower()
+    if t in {"max", "inf", "fast"}:
+        return None
+    if t in {"realtime", "real", "1x"}:
+        return 1.0
+    try:
+        value = float(t.removesuffix("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"speed must be 'max', 'realtime' or a factor, not {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("speed must be positive")
+    return value
+
+
+def _positive_hours(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"hours must be a number, not {text!r}") from None
+    if not 0 < value <= 24 * 14:
+        raise argparse.ArgumentTypeError("hours must be between 0 and 336")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="parkctl", description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sim = sub.add_parser("sim", help="run the simulated park (with the controller, or serve it alone)")
+    sim.add_argument("action", nargs="?", choices=["run", "serve"], default="run",
+                     help="run: park + controller for --hours and write results; serve: park only, real time")
+    sim.add_argument("--scenario", default="chenzhou-summer-weekday", help="shipped name or a YAML path")
+    sim.add_argument("--hours", type=_positive_hours, default=24.0)
+    sim.add_argument("--speed", type=parse_speed, default=None, help="max (default), realtime, or a factor")
+    sim.add_argument("--strategy", choices=["rules"], default="rules", help="decision layer")
+    sim.add_argument("--cycle", type=float, default=None, help="control cycle in s (default: scenario's)")
+    sim.add_argument("--mqtt-url", default=None, help="use this broker instead of a private Mosquitto")
+    sim.add_argument("--out", type=Path, default=Path("out/sim"), help="where kpis.json etc. go")
+    sim.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
+    return parser
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = logging.WARNING - 10 * min(verbosity, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _cmd_sim(args: argparse.Namespace) -> int:
+    from sim.day import SimOptions, serve_park, simulate_day
+    from sim.scenario import load_scenario
+
+    scenario = load_scenario(args.scenario)
+    if args.seed is not None:
+        scenario = scenario.model_copy(update={"seed": args.seed})
+    if args.action == "serve":
+        asyncio.run(serve_park(scenario, mqtt_url=args.mqtt_url))
+        return 0
+    options = SimOptions(
+        hours=args.hours, speed=args.speed, strategy=args.strategy, mqtt_url=args.mqtt_url,
+        cycle_s=args.cycle or scenario.control_cycle_s, out_dir=args.out,
+    )
+    result = asyncio.run(simulate_day(scenario, options))
+    print(result.summary())
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose)
+    handlers = {"sim": _cmd_sim}
+    try:
+        return handlers[args.command](args)
+    except ParkError as exc:
+        print(f"parkctl: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("parkctl: stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
