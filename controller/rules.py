@@ -8,6 +8,11 @@ How the PV cap can rise again: a capped fleet hides how much sun there is. While
 battery can still charge, the battery is asked to charge ``pv_probe_pct`` more than the surplus it
 sees and the cap rises by the same amount; if the sun is there, the next cycle sees a larger surplus.
 The battery ramps faster than the inverters, so probing imports briefly and never exports.
+
+A capped fleet also means the battery does not discharge: PV comes first. And because the PV cap
+is set ``export_margin_kw`` inside the export limit while the battery steers the grid to
+``target_import_kw``, the target must exceed the margin, or the cap would sit below what PV already
+makes (checked by :class:`RuleSettings`).
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from controller.setpoints import Setpoints
 from controller.settings import BatteryLimits, GridLimits, RuleSettings
 from controller.snapshot import Snapshot
 from drivers.capabilities import BatteryReading, PvReading
+
+CAP_TOLERANCE = 0.005  # share of rating: output this close to the cap counts as held back
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +64,11 @@ def split_battery_power(
     return {bid: sign * h[index] * share for bid, h in heads.items()}
 
 
+def _at_cap(reading: PvReading | None, cap: float | None, rated: float) -> bool:
+    """True when a plant produces at its cap: how much more sun there is cannot be seen."""
+    return cap is not None and reading is not None and reading.p_kw >= cap - CAP_TOLERANCE * rated
+
+
 def split_pv_cap(
     allowed_kw: float,
     pv: Mapping[str, PvReading | None],
@@ -65,40 +77,39 @@ def split_pv_cap(
 ) -> dict[str, float | None]:
     """Caps per plant that add up to ``allowed_kw`` (or lift every cap when it is not binding).
 
-    Plants producing visibly below their previous cap (shade, clouds) keep a cap just above what they
-    make; the rest of the allowance goes to the plants that are held back, by rating.
+    Weighted max-min water-filling: a plant producing below its cap wants what it makes; a plant at
+    its cap (or unread) may want its whole rating. Each plant gets at most its want, the allowance is
+    shared by rating among the rest, and what is left over is spread by rating as headroom, so the
+    caps use the whole allowance and a plant that is not held back stays visibly below its cap.
     """
     total_rated = sum(rated_kw.values())
     if allowed_kw >= total_rated:
         return dict.fromkeys(rated_kw, None)
-    allowed_kw = max(0.0, allowed_kw)
-    caps: dict[str, float | None] = {}
-    held: list[str] = []
-    spare = allowed_kw
+    remaining = max(0.0, allowed_kw)
+    want: dict[str, float] = {}
     for pid, rated in rated_kw.items():
-        share = allowed_kw * rated / total_rated
         reading, prev = pv.get(pid), previous.get(pid)
-        tol = 0.01 * rated
-        if reading is not None and prev is not None and reading.p_kw < min(prev, share) - tol:
-            cap = reading.p_kw + tol
-            caps[pid] = cap
-            spare -= cap
+        if reading is None or _at_cap(reading, prev, rated):
+            want[pid] = rated
         else:
-            held.append(pid)
-    held_rated = sum(rated_kw[p] for p in held)
-    for pid in held:
-        caps[pid] = min(rated_kw[pid], max(0.0, spare) * rated_kw[pid] / held_rated)
-    return caps
+            want[pid] = min(rated, reading.p_kw)
+    caps: dict[str, float] = {}
+    pending_rated = total_rated
+    for pid in sorted(rated_kw, key=lambda p: want[p] / rated_kw[p]):
+        fair = remaining * rated_kw[pid] / pending_rated
+        caps[pid] = min(want[pid], fair)
+        remaining -= caps[pid]
+        pending_rated -= rated_kw[pid]
+    if remaining > 1e-9:  # every want met: hand out the rest as extra headroom, by rating
+        for pid, rated in rated_kw.items():
+            caps[pid] = min(rated, caps[pid] + remaining * rated / total_rated)
+    return {pid: caps[pid] for pid in rated_kw}
 
 
 def _fleet_is_capped(
     snap: Snapshot, previous: Mapping[str, float | None], rated: Mapping[str, float]
 ) -> bool:
-    for pid, cap in previous.items():
-        reading = snap.pv.get(pid)
-        if cap is not None and reading is not None and reading.p_kw >= cap - 0.02 * rated[pid]:
-            return True
-    return False
+    return any(_at_cap(snap.pv.get(pid), cap, rated[pid]) for pid, cap in previous.items() if pid in rated)
 
 
 def blind_setpoints(site: SiteModel, previous: Setpoints) -> Setpoints:
@@ -145,8 +156,10 @@ def decide_rules(snap: Snapshot, previous: Setpoints, site: SiteModel) -> Setpoi
     s = site.rules
     surplus_kw = snap.pv_kw - load_kw
     want_kw = -surplus_kw - s.target_import_kw  # + discharge
-    if want_kw < 0 and _fleet_is_capped(snap, previous.pv_limit_kw, site.pv_rated_kw):
-        want_kw -= s.pv_probe_pct / 100 * sum(site.pv_rated_kw.values())
+    if _fleet_is_capped(snap, previous.pv_limit_kw, site.pv_rated_kw):
+        # PV is being held back: the battery must not discharge in its place (that would lower the
+        # cap further, cycle after cycle); it charges a little more so the cap can rise.
+        want_kw = min(want_kw, 0.0) - s.pv_probe_pct / 100 * sum(site.pv_rated_kw.values())
     battery = split_battery_power(want_kw, snap, site.batteries)
     battery_kw = sum(battery.values())
     shed, _ = plan_sheds(load_kw - snap.pv_kw - battery_kw, snap, site, previous)

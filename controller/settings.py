@@ -33,10 +33,10 @@ class RuleSettings(_Model):
     """Tuning of the rule-based self-consumption dispatch and of the guards."""
 
     target_import_kw: float = Field(
-        default=30.0, ge=0, description="import the battery steers toward, so noise does not export"
+        default=100.0, ge=0, description="import the battery steers toward, so noise does not export"
     )
     export_margin_kw: float = Field(
-        default=60.0, ge=0, description="PV caps keep the grid at least this far inside the export cap"
+        default=50.0, ge=0, description="PV caps keep the grid at least this far inside the export cap"
     )
     import_margin_kw: float = Field(
         default=150.0, ge=0, description="loads are shed when import comes this close to the cap"
@@ -50,3 +50,11 @@ class RuleSettings(_Model):
     blind_pv_limit_kw: float = Field(
         default=0.0, ge=0, description="PV cap for the whole fleet while the meter cannot be read"
     )
+
+    @model_validator(mode="after")
+    def _target_above_margin(self) -> RuleSettings:
+        if self.target_import_kw <= self.export_margin_kw:
+            raise ValueError(
+                "target_import_kw must exceed export_margin_kw, or PV caps would sit below PV output"
+            )
+        return self

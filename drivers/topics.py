@@ -2,16 +2,17 @@
 
 Everything lives under ``park/{site}/``:
 
-================================  ==========  ===  ======  ===============================================
-topic                             direction   QoS  retain  payload
-================================  ==========  ===  ======  ===============================================
-``load/{id}/state``               dev → ctl   1    yes     {"ts", "p_kw": float, "running": bool, "seq": int}
-``load/{id}/cmd``                 ctl → dev   1    no      {"id": str, "action": "shed"|"restore", "ts"}
-``load/{id}/ack``                 dev → ctl   1    no      {"id": cmd id, "accepted": bool, "reason": str, "ts"}
-``load/{id}/availability``        dev → ctl   1    yes     "online" | "offline" (the device's last will)
-``controller/status``             ctl → all   1    yes     "online" | "offline" (the controller's last will)
-``controller/...``, ``dr/...``    reserved for the controller (measurements, plan, alarms, DR events)
-================================  ==========  ===  ======  ===============================================
+==========================  =========  ===  ======  ====================================================
+topic                       direction  QoS  retain  payload
+==========================  =========  ===  ======  ====================================================
+``load/{id}/state``         dev → ctl  1    yes     {"ts", "p_kw": float, "running": bool, "seq": int}
+``load/{id}/cmd``           ctl → dev  1    no      {"id": str, "action": "shed"|"restore", "ts"}
+``load/{id}/ack``           dev → ctl  1    no      {"id": cmd id, "accepted": bool, "reason": str, "ts"}
+``load/{id}/availability``  dev → ctl  1    yes     "online" | "offline" (the device's last will)
+``controller/status``       ctl → all  1    yes     "online" | "offline" (the controller's last will)
+``controller/...``          reserved   -    -       the controller's measurements, plan, alarms
+``dr/...``                  reserved   -    -       demand-response events and reports
+==========================  =========  ===  ======  ====================================================
 
 ``ts`` is ISO-8601 with a UTC offset. State is retained so a (re)connecting controller sees the last
 report at once; its ``ts`` then tells the controller whether it is still fresh enough to trust. A command
@@ -99,7 +100,7 @@ def parse_load_topic(site: str, topic: str) -> tuple[str, Kind] | None:
     load_id, kind = parts[3], parts[4]
     if kind not in LOAD_KINDS or not _NAME.fullmatch(load_id):
         return None
-    return load_id, kind  # type: ignore[return-value]
+    return load_id, kind
 
 
 # -- payloads ------------------------------------------------------------------------------------------
@@ -147,7 +148,7 @@ class Command:
         action = _get(d, "action", str)
         if action not in ACTIONS:
             raise PayloadError("bad_value", f"action must be 'shed' or 'restore', got {action!r}")
-        return cls(_get_id(d), action, _get_ts(d))  # type: ignore[arg-type]
+        return cls(_get_id(d), action, _get_ts(d))
 
 
 @dataclass(frozen=True, slots=True)

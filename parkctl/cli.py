@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run: park + controller for --hours and write results; serve: park only, real time")
     sim.add_argument("--scenario", default="chenzhou-summer-weekday", help="shipped name or a YAML path")
     sim.add_argument("--hours", type=_positive_hours, default=24.0)
-    sim.add_argument("--speed", type=parse_speed, default=None, help="max (default), realtime, or a factor")
+    sim.add_argument("--speed", type=parse_speed, default=None,
+                     help="max (default for run), realtime (default for serve), or a factor such as 60")
     sim.add_argument("--strategy", choices=["rules"], default="rules", help="decision layer")
     sim.add_argument("--cycle", type=float, default=None, help="control cycle in s (default: scenario's)")
     sim.add_argument("--mqtt-url", default=None, help="use this broker instead of a private Mosquitto")
@@ -74,7 +75,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     if args.seed is not None:
         scenario = scenario.model_copy(update={"seed": args.seed})
     if args.action == "serve":
-        asyncio.run(serve_park(scenario, mqtt_url=args.mqtt_url))
+        asyncio.run(serve_park(scenario, mqtt_url=args.mqtt_url, speed=args.speed or 1.0))
         return 0
     options = SimOptions(
         hours=args.hours, speed=args.speed, strategy=args.strategy, mqtt_url=args.mqtt_url,

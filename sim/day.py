@@ -28,7 +28,7 @@ from controller.config import ControllerConfig, LoadConfig, ModbusDeviceConfig, 
 from controller.cycle import CycleSettings
 from controller.settings import BatteryLimits, GridLimits
 from drivers.mqtt_load import MqttLoadBus
-from parkctl.clock import Clock, SimClock, WallClock, ceil_to
+from parkctl.clock import Clock, SimClock, ceil_to
 from sim.broker import BrokerUrl, select_broker
 from sim.modbus_server import ParkEndpoints, start_park_servers
 from sim.mqtt_devices import SimMqttLoads
@@ -169,16 +169,30 @@ def write_results(out_dir: Path, kpis: dict[str, float], rows: list[dict[str, ob
             writer.writerows(rows)
 
 
-async def serve_park(scenario: Scenario, mqtt_url: str | None) -> None:
-    """Run the park alone in real time and print every endpoint, until Ctrl-C."""
-    clock = WallClock(scenario.site.tz)
-    # The scenario's calendar day is replayed at today's wall time: shift its start to now.
+async def _tick(clock: Clock, park: Park, step: timedelta) -> None:
+    """Keep the park's physics (and so its registers) moving between other actors' turns."""
+    t = clock.now()
+    while True:
+        t += step
+        await clock.sleep_until(t, priority=0)
+        park.sync()
+
+
+async def serve_park(scenario: Scenario, mqtt_url: str | None, speed: float = 1.0) -> None:
+    """Run the park alone and print every endpoint, until cancelled (Ctrl-C).
+
+    The park lives on its own calendar (the scenario's day) at ``speed`` times real time, so any
+    controller pointed at it sees the scenario's sun and tariff periods.
+    """
+    clock = SimClock(scenario.local_start, speed=speed)
     async with running_park(scenario, clock, mqtt_url) as (park, endpoints, broker, _):
-        print(f"simulated park '{scenario.name}' running in real time; Ctrl-C stops it")
+        print(f"simulated park '{scenario.name}' from {scenario.local_start:%Y-%m-%d %H:%M %Z}"
+              f" at {speed:g}x real time; Ctrl-C stops it")
         for dev_id, ep in endpoints.devices.items():
             print(f"  modbus  {dev_id:<14} {ep.kind:<8} {ep.host}:{ep.port} unit {ep.unit_id}")
         print(f"  mqtt    broker {broker}")
         for lid in park.load_ids:
             print(f"  mqtt    {lid:<14} park/{scenario.site.name}/load/{lid}/{{state,cmd,ack,availability}}")
+        step = timedelta(seconds=scenario.physics_step_s)
         with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.Event().wait()
+            await _tick(clock, park, step)

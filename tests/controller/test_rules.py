@@ -21,7 +21,7 @@ SITE = SiteModel(
     batteries={"b1": BatteryLimits(soc_min_pct=10, soc_max_pct=90)},
     pv_rated_kw={"pv1": 600, "pv2": 400},
     load_nominal_kw={"big": 300, "small": 100},
-    rules=RuleSettings(target_import_kw=20, export_margin_kw=50, import_margin_kw=100,
+    rules=RuleSettings(target_import_kw=100, export_margin_kw=50, import_margin_kw=100,
                        restore_headroom_kw=100, pv_probe_pct=5),
 )
 
@@ -42,17 +42,17 @@ NONE = Setpoints(pv_limit_kw={"pv1": None, "pv2": None}, battery_p_kw={"b1": 0.0
 
 
 def test_surplus_charges_battery_and_keeps_target_import() -> None:
-    # load = grid + pv + battery = -100 + 700 + 0 = 600; surplus 100 -> charge 120 (target import 20)
+    # load = grid + pv + battery = -100 + 700 + 0 = 600; surplus 100 -> charge 200 (target import 100)
     out = decide_rules(snap(-100, (400, 300)), NONE, SITE)
-    assert out.battery_p_kw["b1"] == pytest.approx(-120)
-    # battery takes the surplus, so no PV cap is needed: 600 + 120 - 50 = 670 < 1000 rated -> capped
-    assert sum(c for c in out.pv_limit_kw.values() if c is not None) == pytest.approx(670)
+    assert out.battery_p_kw["b1"] == pytest.approx(-200)
+    # allowance 600 + 200 - 50 = 750: each plant keeps what it makes, the 50 kW left go by rating
+    assert out.pv_limit_kw == {"pv1": pytest.approx(430), "pv2": pytest.approx(320)}
 
 
 def test_deficit_discharges_battery() -> None:
-    # load = 400 + 100 + 0 = 500, pv 100 -> discharge 380 to leave 20 kW import
+    # load = 400 + 100 + 0 = 500, pv 100 -> discharge 300 to leave 100 kW import
     out = decide_rules(snap(400, (60, 40)), NONE, SITE)
-    assert out.battery_p_kw["b1"] == pytest.approx(380)
+    assert out.battery_p_kw["b1"] == pytest.approx(300)
 
 
 def test_full_battery_caps_pv_to_load_minus_margin() -> None:
@@ -74,8 +74,54 @@ def test_probe_raises_cap_step_by_step_while_battery_has_room() -> None:
                      load_shed={"big": False, "small": False})
     out = decide_rules(snap(0, (300, 200)), prev, SITE)  # load 500, no surplus visible
     probe = 0.05 * 1000
-    assert out.battery_p_kw["b1"] == pytest.approx(-(20 + probe))
-    assert sum(out.pv_limit_kw.values()) == pytest.approx(500 + 20 + probe - 50)  # type: ignore[arg-type]
+    assert out.battery_p_kw["b1"] == pytest.approx(-(100 + probe))
+    assert sum(out.pv_limit_kw.values()) == pytest.approx(500 + 100 + probe - 50)  # type: ignore[arg-type]
+
+
+def test_no_discharge_while_pv_is_held_back() -> None:
+    # PV at its caps but the load is above PV: PV must rise first, the battery must not fill in
+    prev = Setpoints(pv_limit_kw={"pv1": 150, "pv2": 100}, battery_p_kw={"b1": 0.0},
+                     load_shed={"big": False, "small": False})
+    out = decide_rules(snap(400, (150, 100), soc=50), prev, SITE)  # load 650, pv 250
+    assert out.battery_p_kw["b1"] <= 0
+    assert sum(out.pv_limit_kw.values()) >= 650 - 50 - 1e-6  # type: ignore[arg-type]
+
+
+def run_closed_loop(avail: tuple[float, float], load_kw: float, soc: float, cycles: int) -> list[tuple[float, float]]:
+    """Ideal devices that follow setpoints at once; returns (grid_kw, pv_kw) per cycle."""
+    prev = NONE
+    pv_now, bat_now = avail, 0.0
+    trace = []
+    for _ in range(cycles):
+        pv_total = sum(pv_now)
+        grid = load_kw - pv_total - bat_now
+        s = Snapshot(ts=TS, meter=MeterReading(TS, grid),
+                     pv={"pv1": PvReading(TS, pv_now[0], 600, None), "pv2": PvReading(TS, pv_now[1], 400, None)},
+                     batteries={"b1": BatteryReading(TS, bat_now, soc, 1000, 500, 500)},
+                     loads={"big": LoadReading(TS, 300, True), "small": LoadReading(TS, 100, True)})
+        prev = decide_rules(s, prev, SITE)
+        caps = prev.pv_limit_kw
+        pv_now = tuple(min(a, caps[p]) if caps[p] is not None else a  # type: ignore[type-var]
+                       for a, p in zip(avail, ("pv1", "pv2"), strict=True))
+        bat_now = prev.battery_p_kw["b1"]
+        trace.append((load_kw - sum(pv_now) - bat_now, sum(pv_now)))
+    return trace
+
+
+def test_closed_loop_settles_at_target_without_curtailing_what_the_battery_can_take() -> None:
+    trace = run_closed_loop(avail=(550, 350), load_kw=600, soc=50, cycles=12)
+    assert all(grid >= 0 for grid, _ in trace)  # never exports
+    grid, pv = trace[-1]
+    assert grid == pytest.approx(100, abs=1)
+    assert pv == pytest.approx(900, abs=1)  # all 300 kW of surplus went into the battery
+
+
+def test_closed_loop_with_full_battery_curtails_to_load_minus_margin() -> None:
+    trace = run_closed_loop(avail=(550, 350), load_kw=600, soc=90, cycles=12)
+    assert all(grid >= 0 for grid, _ in trace)
+    grid, pv = trace[-1]
+    assert grid == pytest.approx(50, abs=1)
+    assert pv == pytest.approx(550, abs=1)
 
 
 def test_stale_meter_goes_to_safe_state() -> None:

@@ -1,0 +1,301 @@
+"""Simulated interruptible loads that speak the MQTT scheme of :mod:`drivers.topics` like field devices.
+
+Each device has its own client (own identifier, persistent session, last will "offline" on its
+availability topic), so killing one looks to the controller exactly like a device dropping off the
+network. The park's physics stay in the park: a device only reads ``park.load_state`` and forwards
+commands to ``park.request_shed`` / ``park.request_restore``.
+
+State is published by an actor of the shared clock (``sleep_until(..., priority=0)``), so in a
+simulated run each report is taken at a well-defined virtual instant. Commands are handled by the
+connection task, which is not an actor: answering one never holds virtual time back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+from collections import Counter, OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from types import MappingProxyType, TracebackType
+from typing import Any, Protocol, Self
+
+import aiomqtt
+
+from drivers import topics as tp
+from drivers.mqtt_load import NODELAY, cancel_and_wait
+from parkctl.clock import Clock, ceil_to
+from sim.state import CommandResult, LoadState
+
+log = logging.getLogger(__name__)
+_RECENT_COMMANDS = 256  # ids remembered to answer QoS-1 redeliveries without applying them twice
+
+
+class LoadPark(Protocol):
+    """What a device needs from the simulated park (``sim.park.Park`` provides it)."""
+
+    def load_state(self, load_id: str) -> LoadState: ...
+
+    def request_shed(self, load_id: str) -> CommandResult: ...
+
+    def request_restore(self, load_id: str) -> CommandResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStats:
+    states_published: int
+    publish_skipped: int  # periods with no connection, or a failed publish
+    commands: int
+    duplicate_commands: int
+    malformed: Mapping[str, int]
+    reconnects: int
+    connected: bool
+
+
+class SimMqttLoad:
+    """One simulated load behind its own MQTT client."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int = 1883,
+        *,
+        site: str,
+        load_id: str,
+        park: LoadPark,
+        clock: Clock,
+        period_s: float = 5.0,
+        client_id: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        tls_context: ssl.SSLContext | None = None,
+        keepalive_s: int = 15,
+        backoff_s: tuple[float, float] = (0.05, 2.0),
+        publish_timeout_s: float = 2.0,
+    ) -> None:
+        if period_s <= 0:
+            raise ValueError("period_s must be positive")
+        self.id = tp.check_name(load_id, "load id")
+        self._site = tp.check_name(site, "site")
+        self._park, self._clock = park, clock
+        self._period = timedelta(seconds=period_s)
+        self._client_kw: dict[str, Any] = dict(
+            hostname=host, port=port, identifier=client_id or f"parkctl-{site}-load-{load_id}",
+            clean_session=False, keepalive=keepalive_s, username=username, password=password,
+            tls_context=tls_context, timeout=5, socket_options=NODELAY,
+            will=aiomqtt.Will(self._topic("availability"), tp.OFFLINE, qos=1, retain=True),
+        )  # fmt: skip
+        self._backoff_s = backoff_s
+        self._publish_timeout_s = publish_timeout_s
+        self._client: aiomqtt.Client | None = None
+        self._connected = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._dying = False
+        self._seq = 0
+        self._recent: OrderedDict[str, tp.Ack] = OrderedDict()
+        self._n: Counter[str] = Counter()
+        self._malformed: Counter[str] = Counter()
+
+    def _topic(self, kind: tp.Kind) -> str:
+        return tp.load_topic(self._site, self.id, kind)
+
+    @property
+    def stats(self) -> DeviceStats:
+        n = self._n
+        return DeviceStats(
+            states_published=n["states_published"], publish_skipped=n["publish_skipped"],
+            commands=n["commands"], duplicate_commands=n["duplicate_commands"],
+            malformed=MappingProxyType(dict(self._malformed)), reconnects=n["reconnects"],
+            connected=self._connected.is_set(),
+        )  # fmt: skip
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    async def start(self, wait_connected_s: float | None = 5.0) -> None:
+        """Connect, then begin publishing; TimeoutError if not connected within ``wait_connected_s``."""
+        if self._tasks:
+            return
+        self._dying = False
+        self._tasks.append(asyncio.create_task(self._connection(), name=f"mqtt-dev-{self.id}"))
+        if wait_connected_s is not None:
+            try:
+                await self.wait_connected(wait_connected_s)
+            except TimeoutError:
+                await self._cancel()
+                raise
+        self._tasks.append(asyncio.create_task(self._publisher(), name=f"mqtt-dev-{self.id}-pub"))
+
+    async def stop(self) -> None:
+        """Clean shutdown: say "offline" (retained) ourselves, because a clean disconnect skips the will."""
+        client = self._client
+        if client is not None:
+            with contextlib.suppress(aiomqtt.MqttError):
+                await client.publish(self._topic("availability"), tp.OFFLINE, qos=1, retain=True, timeout=2)
+        await self._cancel()
+
+    async def kill(self) -> None:
+        """Drop the TCP connection without DISCONNECT, like a power cut: the broker fires the will."""
+        client = self._client
+        if client is not None:
+            sock = client._client.socket()  # paho's socket; aiomqtt offers no public way to do this
+            if isinstance(sock, socket.socket):
+                self._dying = True  # let the connection task see the loss itself, then end
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                await asyncio.wait(self._tasks[:1], timeout=2)
+        await self._cancel()
+
+    async def wait_connected(self, timeout_s: float) -> None:
+        await asyncio.wait_for(self._connected.wait(), timeout_s)
+
+    async def _cancel(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        await asyncio.gather(*(cancel_and_wait(t) for t in tasks))
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    # -- tasks ---------------------------------------------------------------------------------------
+    async def _connection(self) -> None:
+        delay, connects = self._backoff_s[0], 0
+        while True:
+            client = aiomqtt.Client(**self._client_kw)
+            try:
+                async with client:
+                    await client.subscribe(self._topic("cmd"), qos=1)
+                    await client.publish(self._topic("availability"), tp.ONLINE, qos=1, retain=True)
+                    self._client = client
+                    self._connected.set()
+                    connects += 1
+                    self._n["reconnects"] += connects > 1
+                    delay = self._backoff_s[0]
+                    async for msg in client.messages:
+                        await self._on_command(client, msg.payload)
+            except aiomqtt.MqttError as exc:
+                log.info("sim load %s: MQTT connection lost (%s); retrying in %.2f s", self.id, exc, delay)
+            except Exception:  # keep the simulated device alive whatever went wrong
+                log.exception("sim load %s: unexpected error; reconnecting in %.2f s", self.id, delay)
+            finally:
+                self._client = None
+                self._connected.clear()
+            if self._dying:
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._backoff_s[1])
+
+    async def _publisher(self) -> None:
+        nxt = ceil_to(self._clock.now(), self._period)
+        while True:
+            await self._clock.sleep_until(nxt, priority=0)
+            await self.publish_state()
+            nxt = max(nxt + self._period, ceil_to(self._clock.now(), self._period))
+
+    async def publish_state(self) -> bool:
+        """Publish the park's current state of this load now (QoS 1, retained); False if it could not."""
+        client = self._client
+        if client is None:
+            self._n["publish_skipped"] += 1
+            return False
+        try:
+            state = self._park.load_state(self.id)
+            self._seq += 1
+            report = tp.StateReport(ts=state.ts, p_kw=state.p_kw, running=state.running, seq=self._seq)
+            await client.publish(self._topic("state"), report.encode(), qos=1, retain=True,
+                                 timeout=self._publish_timeout_s)  # fmt: skip
+        except aiomqtt.MqttError as exc:
+            log.info("sim load %s: state not published: %s", self.id, exc)
+            self._n["publish_skipped"] += 1
+            return False
+        except Exception:  # a bug in the park must not kill the device task
+            log.exception("sim load %s: park.load_state failed", self.id)
+            self._n["publish_skipped"] += 1
+            return False
+        self._n["states_published"] += 1
+        return True
+
+    async def _on_command(self, client: aiomqtt.Client, payload: object) -> None:
+        data = payload if isinstance(payload, bytes) else str(payload).encode()
+        try:
+            cmd = tp.Command.decode(data)
+        except tp.PayloadError as exc:
+            self._malformed[exc.reason] += 1
+            cmd_id = tp.peek_command_id(data)
+            log.warning("sim load %s: malformed command (%s)%s", self.id, exc, "" if cmd_id else ", ignored")
+            if cmd_id is not None:
+                await self._ack(client, tp.Ack(cmd_id, False, f"malformed command: {exc}", self._clock.now()))
+            return
+        self._n["commands"] += 1
+        ack = self._recent.get(cmd.id)
+        if ack is not None:
+            self._n["duplicate_commands"] += 1
+            await self._ack(client, ack)
+            return
+        apply = self._park.request_shed if cmd.action == "shed" else self._park.request_restore
+        try:
+            result = apply(self.id)
+        except Exception as exc:  # report the failure to the controller rather than crash
+            log.exception("sim load %s: park refused %s with an error", self.id, cmd.action)
+            result = CommandResult(accepted=False, reason=f"device error: {exc}")
+        ack = tp.Ack(cmd.id, result.accepted, result.reason, self._clock.now())
+        self._recent[cmd.id] = ack
+        while len(self._recent) > _RECENT_COMMANDS:
+            self._recent.popitem(last=False)
+        await self._ack(client, ack)
+        await self.publish_state()
+
+    async def _ack(self, client: aiomqtt.Client, ack: tp.Ack) -> None:
+        await client.publish(self._topic("ack"), ack.encode(), qos=1)
+
+
+class SimMqttLoads:
+    """All simulated MQTT loads of a park, started and stopped together."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int = 1883,
+        *,
+        site: str,
+        load_ids: Iterable[str],
+        park: LoadPark,
+        clock: Clock,
+        period_s: float = 5.0,
+        **device_kw: Any,
+    ) -> None:
+        self.devices: Mapping[str, SimMqttLoad] = MappingProxyType({
+            i: SimMqttLoad(host, port, site=site, load_id=i, park=park, clock=clock, period_s=period_s,
+                           **device_kw)
+            for i in load_ids
+        })  # fmt: skip
+
+    @property
+    def stats(self) -> Mapping[str, DeviceStats]:
+        return {i: d.stats for i, d in self.devices.items()}
+
+    async def start(self, wait_connected_s: float | None = 5.0) -> None:
+        try:
+            await asyncio.gather(*(d.start(wait_connected_s) for d in self.devices.values()))
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(d.stop() for d in self.devices.values()))
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
