@@ -59,12 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--mqtt-url", default=None, help="use this broker instead of a private Mosquitto")
     sim.add_argument("--out", type=Path, default=Path("out/sim"), help="where kpis.json etc. go")
     sim.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
+    sim.add_argument("--modbus-port", type=int, default=0, metavar="BASE",
+                     help="serve: Modbus devices on consecutive ports from BASE (default: free ports)")
     return parser
 
 
 def _configure_logging(verbosity: int) -> None:
     level = logging.WARNING - 10 * min(verbosity, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # pymodbus logs every refused connection and timeout itself; our drivers count and report them.
+    logging.getLogger("pymodbus").setLevel(logging.DEBUG if verbosity >= 2 else logging.CRITICAL)
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:
@@ -75,7 +79,8 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     if args.seed is not None:
         scenario = scenario.model_copy(update={"seed": args.seed})
     if args.action == "serve":
-        asyncio.run(serve_park(scenario, mqtt_url=args.mqtt_url, speed=args.speed or 1.0))
+        asyncio.run(serve_park(scenario, mqtt_url=args.mqtt_url, speed=args.speed or 1.0,
+                               modbus_base_port=args.modbus_port))
         return 0
     options = SimOptions(
         hours=args.hours, speed=args.speed, strategy=args.strategy, mqtt_url=args.mqtt_url,

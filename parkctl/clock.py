@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Clock(Protocol):
@@ -39,6 +39,10 @@ class Clock(Protocol):
 
     def hold(self) -> contextlib.AbstractAsyncContextManager[None]:
         """Keep simulated time from advancing while work (a solve, say) is in flight."""
+        ...
+
+    def adopt(self, task: asyncio.Task[Any]) -> None:
+        """Count ``task`` as an actor from now on, before it first sleeps."""
         ...
 
 
@@ -65,6 +69,9 @@ class WallClock:
     async def hold(self) -> AsyncIterator[None]:
         yield
 
+    def adopt(self, task: asyncio.Task[Any]) -> None:
+        return None
+
 
 @dataclass(order=True)
 class _Sleeper:
@@ -82,7 +89,7 @@ class SimClock:
     ``speed`` is the ratio of virtual to wall time; ``None`` runs as fast as possible.
     """
 
-    def __init__(self, start: datetime, speed: float | None = None) -> None:
+    def __init__(self, start: datetime, speed: float | None = None, *, paused: bool = False) -> None:
         if start.tzinfo is None:
             raise ValueError("SimClock start must be timezone-aware")
         if speed is not None and speed <= 0:
@@ -96,6 +103,17 @@ class SimClock:
         self._kick: asyncio.Event | None = None
         self._runner: asyncio.Task[None] | None = None
         self._anchor: tuple[float, datetime] | None = None
+        self._paused = paused
+
+    def resume(self) -> None:
+        """Let time run (a clock created ``paused`` stands still while a simulation is set up)."""
+        self._paused = False
+        self._poke()
+
+    def adopt(self, task: asyncio.Task[Any]) -> None:
+        if task not in self._actors and not task.done():
+            self._actors.add(task)
+            task.add_done_callback(self._actor_done)
 
     @property
     def speed(self) -> float | None:
@@ -110,9 +128,7 @@ class SimClock:
         task = asyncio.current_task()
         if task is None:  # pragma: no cover - only outside a running loop
             raise RuntimeError("sleep_until must be awaited from a task")
-        if task not in self._actors:
-            self._actors.add(task)
-            task.add_done_callback(self._actor_done)
+        self.adopt(task)
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         self._sleepers[task] = _Sleeper(max(when, self._now), priority, next(self._seq), task, fut, wake)
@@ -166,7 +182,8 @@ class SimClock:
         live = {t for t in self._actors if not t.done()}
         woken = any(s.wake is not None and s.wake.is_set() for s in self._sleepers.values())
         return (
-            self._holds == 0
+            not self._paused
+            and self._holds == 0
             and not woken
             and bool(self._sleepers)
             and len(self._sleepers) >= len(live)

@@ -112,12 +112,12 @@ async def _barrier(clock: Clock, bus: MqttLoadBus, period: timedelta, load_ids: 
 
 @contextlib.asynccontextmanager
 async def running_park(
-    scenario: Scenario, clock: Clock, mqtt_url: str | None
+    scenario: Scenario, clock: Clock, mqtt_url: str | None, modbus_base_port: int = 0
 ) -> AsyncIterator[tuple[Park, ParkEndpoints, BrokerUrl, SimMqttLoads]]:
     """Start the park's physics, Modbus servers, broker and MQTT devices; stop them all on exit."""
     park = Park(scenario, clock)
     async with select_broker(mqtt_url) as broker:
-        servers = await start_park_servers(park, scenario)
+        servers = await start_park_servers(park, scenario, base_port=modbus_base_port)
         devices = SimMqttLoads(
             broker.host, broker.port, site=scenario.site.name, load_ids=park.load_ids, park=park,
             clock=clock, period_s=MQTT_PUBLISH_S, username=broker.username, password=broker.password,
@@ -133,25 +133,26 @@ async def running_park(
 async def simulate_day(scenario: Scenario, options: SimOptions) -> SimResult:
     """Run park and controller for ``options.hours`` of scenario time; write kpis.json and timeseries.csv."""
     started = time.perf_counter()
-    clock = SimClock(scenario.local_start, speed=options.speed)
+    clock = SimClock(scenario.local_start, speed=options.speed, paused=True)  # still while setting up
     end = scenario.end_after(options.hours)
     async with running_park(scenario, clock, options.mqtt_url) as (park, endpoints, broker, _):
         config = controller_config_for(scenario, endpoints, broker, options.cycle_s, options.strategy)
         async with build_controller(config, clock) as controller:
             period = timedelta(seconds=options.cycle_s)
-            tasks = [
-                asyncio.create_task(controller.runtime.run(until=end), name="controller"),
-                asyncio.create_task(_barrier(clock, controller.load_bus, period, list(park.load_ids)),
-                                    name="barrier") if controller.load_bus else None,
-            ]
+            tasks = [asyncio.create_task(controller.runtime.run(until=end), name="controller")]
+            if controller.load_bus is not None:
+                barrier = _barrier(clock, controller.load_bus, period, list(park.load_ids))
+                tasks.append(asyncio.create_task(barrier, name="barrier"))
+            for task in tasks:
+                clock.adopt(task)
+            clock.resume()
             try:
                 await clock.sleep_until(end, priority=1_000)
             finally:
                 controller.runtime.stop()
                 for task in tasks:
-                    if task is not None:
-                        task.cancel()
-                await asyncio.gather(*(t for t in tasks if t is not None), return_exceptions=True)
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
             park.advance_to(end)
             cycles = controller.runtime.stats.cycles
     kpis = park.kpis()
@@ -178,14 +179,17 @@ async def _tick(clock: Clock, park: Park, step: timedelta) -> None:
         park.sync()
 
 
-async def serve_park(scenario: Scenario, mqtt_url: str | None, speed: float = 1.0) -> None:
+async def serve_park(
+    scenario: Scenario, mqtt_url: str | None, speed: float = 1.0, modbus_base_port: int = 0
+) -> None:
     """Run the park alone and print every endpoint, until cancelled (Ctrl-C).
 
     The park lives on its own calendar (the scenario's day) at ``speed`` times real time, so any
     controller pointed at it sees the scenario's sun and tariff periods.
     """
-    clock = SimClock(scenario.local_start, speed=speed)
-    async with running_park(scenario, clock, mqtt_url) as (park, endpoints, broker, _):
+    clock = SimClock(scenario.local_start, speed=speed, paused=True)
+    async with running_park(scenario, clock, mqtt_url, modbus_base_port) as (park, endpoints, broker, _):
+        clock.resume()
         print(f"simulated park '{scenario.name}' from {scenario.local_start:%Y-%m-%d %H:%M %Z}"
               f" at {speed:g}x real time; Ctrl-C stops it")
         for dev_id, ep in endpoints.devices.items():

@@ -126,3 +126,36 @@ def test_ceil_to_period_boundaries() -> None:
     t = datetime(2026, 7, 15, 10, 7, 31, tzinfo=TZ)
     assert ceil_to(t, timedelta(minutes=15)) == datetime(2026, 7, 15, 10, 15, tzinfo=TZ)
     assert ceil_to(t.replace(minute=15, second=0), timedelta(minutes=15)) == t.replace(minute=15, second=0)
+
+
+async def test_paused_clock_stands_still_until_resumed() -> None:
+    clock = SimClock(T0, paused=True)
+    task = asyncio.create_task(clock.sleep_until(T0 + timedelta(hours=1)))
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert clock.now() == T0 and not task.done()
+    clock.resume()
+    await task
+    assert clock.now() == T0 + timedelta(hours=1)
+
+
+async def test_adopted_task_holds_time_before_its_first_sleep() -> None:
+    clock = SimClock(T0)
+    gate = asyncio.Event()
+    seen: list[datetime] = []
+
+    async def late_starter() -> None:
+        await gate.wait()  # busy with set-up: time must wait for it
+        seen.append(clock.now())
+        await clock.sleep_until(T0 + timedelta(seconds=5))
+
+    task = asyncio.create_task(late_starter())
+    clock.adopt(task)
+    sleeper = asyncio.create_task(clock.sleep_until(T0 + timedelta(seconds=10)))
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert clock.now() == T0
+    gate.set()
+    await asyncio.gather(task, sleeper)
+    assert seen == [T0]
+    assert clock.now() == T0 + timedelta(seconds=10)
