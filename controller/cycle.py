@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from controller.devices import DeviceSet
 from controller.setpoints import Setpoints
 from controller.snapshot import Snapshot
-from controller.writer import SetpointWriter
+from controller.writer import SetpointWriter, WriteRecord
 from parkctl.clock import Clock, ceil_to
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ class CycleReport:
     ts: datetime
     snapshot: Snapshot
     setpoints: Setpoints
-    writes: int
+    writes: tuple[WriteRecord, ...]
     errors: tuple[str, ...]
     phase_s: dict[str, float]
     work_s: float

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Awaitable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -25,6 +25,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 REFUSAL_BACKOFF_S = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class WriteRecord:
+    """One setpoint sent to one device, and whether it took."""
+
+    ts: datetime
+    device: str
+    kind: str  # "pv_limit_kw", "battery_p_kw" or "load_shed"
+    value: float | bool | None
+    ok: bool
 
 
 class SetpointWriter:
@@ -58,8 +69,8 @@ class SetpointWriter:
         self._sent_at[key] = self.clock.now()
         return True
 
-    async def write(self, wanted: Setpoints, errors: list[str]) -> int:
-        """Write what differs from ``commanded`` (or is due again); returns the number of writes."""
+    async def write(self, wanted: Setpoints, errors: list[str]) -> tuple[WriteRecord, ...]:
+        """Write what differs from ``commanded`` (or is due again); returns what was attempted."""
         now = self.clock.now()
         s, old = self.settings, self.commanded
         jobs: list[tuple[str, str, object, Awaitable[bool]]] = []
@@ -93,7 +104,11 @@ class SetpointWriter:
             else:
                 loads[dev] = value  # type: ignore[assignment]
         self.commanded = replace(old, pv_limit_kw=pv, battery_p_kw=bat, load_shed=loads, reason=wanted.reason)
-        return sum(results)
+        kinds = {"pv": "pv_limit_kw", "battery": "battery_p_kw", "load": "load_shed"}
+        return tuple(
+            WriteRecord(now, dev, kinds[kind], value, ok)  # type: ignore[arg-type]
+            for (kind, dev, value, _), ok in zip(jobs, results, strict=True)
+        )
 
     async def _command_load(self, lid: str, shed: bool, errors: list[str]) -> bool:
         load = self.devices.loads[lid]
