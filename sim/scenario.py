@@ -69,6 +69,21 @@ class Weather(_Model):
     ambient_range_c: float = Field(default=8.0, ge=0, description="daily min-to-max swing, peak at 15:00")
 
 
+class ForecastError(_Model):
+    """Seeded forecast error of the simulated forecaster (see ``sim.forecast``).
+
+    Relative 1-sigma errors at the day-ahead lead and at the present; in between the error grows with
+    the square root of the lead time, so forecasts sharpen toward the present like real ones do.
+    """
+
+    pv_sigma_day_ahead: float = Field(default=0.25, ge=0, le=2)
+    pv_sigma_now: float = Field(default=0.03, ge=0, le=2)
+    load_sigma_day_ahead: float = Field(default=0.06, ge=0, le=1)
+    load_sigma_now: float = Field(default=0.01, ge=0, le=1)
+    day_ahead_h: float = Field(default=24.0, gt=0, description="lead at which errors reach day-ahead size")
+    correlation_min: float = Field(default=90.0, gt=0, description="how long an error persists along the day")
+
+
 class PvPlant(_Model):
     id: str
     dc_kwp: float = Field(gt=0)
@@ -161,6 +176,7 @@ class Scenario(_Model):
     grid: Grid
     tariff: Tariff
     weather: Weather = Weather()
+    forecast_error: ForecastError = ForecastError()
     pv: list[PvPlant] = Field(default_factory=list)
     batteries: list[Battery] = Field(default_factory=list)
     base_load: BaseLoad
