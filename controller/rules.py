@@ -123,16 +123,30 @@ def blind_setpoints(site: SiteModel, previous: Setpoints) -> Setpoints:
     )
 
 
-def plan_sheds(
-    projected_import_kw: float, snap: Snapshot, site: SiteModel, previous: Setpoints
-) -> tuple[dict[str, bool], float]:
-    """Shed loads (largest first) when import nears the cap; restore them when there is headroom.
+@dataclass(frozen=True, slots=True)
+class Targets:
+    """What the layer above (rules or a plan) asks the real-time dispatch for in this cycle."""
 
-    Returns the shed map and the projected import after these changes.
+    grid_kw: float  # import the battery steers toward
+    import_cap_kw: float  # hard import cap in force now (the connection's, or a demand-response cap)
+    shed: Mapping[str, bool] = field(default_factory=dict)  # loads the plan wants shed now
+    reason: str = "rules"
+
+
+def plan_sheds(
+    projected_import_kw: float, snap: Snapshot, site: SiteModel, previous: Setpoints, targets: Targets
+) -> tuple[dict[str, bool], float]:
+    """Shed loads the plan asks for, and more (largest first) when import nears the cap; restore loads
+    the plan no longer needs once there is headroom. Returns the shed map and the projected import.
     """
     s = site.rules
-    shed = {lid: previous.load_shed.get(lid, False) for lid in site.load_nominal_kw}
-    ceiling = site.grid.import_cap_kw - s.import_margin_kw
+    wanted = {lid: targets.shed.get(lid, False) for lid in site.load_nominal_kw}
+    shed = {lid: previous.load_shed.get(lid, False) or wanted[lid] for lid in site.load_nominal_kw}
+    for lid in shed:
+        reading = snap.loads.get(lid)
+        if wanted[lid] and not previous.load_shed.get(lid, False) and reading is not None and reading.running:
+            projected_import_kw -= reading.p_kw
+    ceiling = targets.import_cap_kw - s.import_margin_kw
     for lid in sorted(shed, key=lambda i: -site.load_nominal_kw[i]):
         reading = snap.loads.get(lid)
         if projected_import_kw <= ceiling:
@@ -142,30 +156,33 @@ def plan_sheds(
             projected_import_kw -= reading.p_kw
     for lid in sorted(shed, key=lambda i: site.load_nominal_kw[i]):
         nominal = site.load_nominal_kw[lid]
-        if shed[lid] and projected_import_kw + nominal <= ceiling - s.restore_headroom_kw:
+        if shed[lid] and not wanted[lid] and projected_import_kw + nominal <= ceiling - s.restore_headroom_kw:
             shed[lid] = False
             projected_import_kw += nominal
     return shed, projected_import_kw
 
 
-def decide_rules(snap: Snapshot, previous: Setpoints, site: SiteModel) -> Setpoints:
-    """One cycle of rule-based self-consumption (see module docstring)."""
+def dispatch(snap: Snapshot, previous: Setpoints, site: SiteModel, targets: Targets) -> Setpoints:
+    """One cycle of real-time dispatch toward ``targets`` under the guards (see module docstring)."""
     load_kw = snap.site_load_kw()
     if load_kw is None:
         return blind_setpoints(site, previous)
     s = site.rules
-    surplus_kw = snap.pv_kw - load_kw
-    want_kw = -surplus_kw - s.target_import_kw  # + discharge
+    want_kw = load_kw - snap.pv_kw - targets.grid_kw  # + discharge
     if _fleet_is_capped(snap, previous.pv_limit_kw, site.pv_rated_kw):
         # PV is being held back: the battery must not discharge in its place (that would lower the
         # cap further, cycle after cycle); it charges a little more so the cap can rise.
         want_kw = min(want_kw, 0.0) - s.pv_probe_pct / 100 * sum(site.pv_rated_kw.values())
     battery = split_battery_power(want_kw, snap, site.batteries)
     battery_kw = sum(battery.values())
-    shed, _ = plan_sheds(load_kw - snap.pv_kw - battery_kw, snap, site, previous)
-    shed_kw = sum(
-        r.p_kw for lid, r in snap.loads.items() if r is not None and shed.get(lid) and r.running
-    )
+    shed, _ = plan_sheds(load_kw - snap.pv_kw - battery_kw, snap, site, previous, targets)
+    shed_kw = sum(r.p_kw for lid, r in snap.loads.items() if r is not None and shed.get(lid) and r.running)
     allowed_pv_kw = (load_kw - shed_kw) - battery_kw + site.grid.export_cap_kw - s.export_margin_kw
     caps = split_pv_cap(allowed_pv_kw, snap.pv, site.pv_rated_kw, previous.pv_limit_kw)
-    return Setpoints(pv_limit_kw=caps, battery_p_kw=battery, load_shed=shed, reason="rules")
+    return Setpoints(pv_limit_kw=caps, battery_p_kw=battery, load_shed=shed, reason=targets.reason)
+
+
+def decide_rules(snap: Snapshot, previous: Setpoints, site: SiteModel) -> Setpoints:
+    """Rule-based self-consumption: steer the grid to a small import, PV first."""
+    targets = Targets(grid_kw=site.rules.target_import_kw, import_cap_kw=site.grid.import_cap_kw)
+    return dispatch(snap, previous, site, targets)
