@@ -71,14 +71,10 @@ class SheddableLoad:
             return CommandResult(False, f"{self.id} is already shed")
         done = self.sheds_on(day)
         if done >= cfg.max_sheds_per_day:
-            return CommandResult(
-                False, f"max_sheds_per_day: {done} sheds today already (max {cfg.max_sheds_per_day})"
-            )
+            return CommandResult(False, f"max_sheds_per_day: {done} sheds today already (max {cfg.max_sheds_per_day})")
         on_for = t - self.since
         if on_for < cfg.min_on_s:
-            return CommandResult(
-                False, f"min_on_s: running for {on_for:.0f} s of the required {cfg.min_on_s:.0f} s"
-            )
+            return CommandResult(False, f"min_on_s: running for {on_for:.0f} s of the required {cfg.min_on_s:.0f} s")
         self.running = False
         self.since = t
         self._restore_at = t + cfg.max_shed_s

@@ -30,6 +30,7 @@ from sim.pv import Inverter
 from sim.scenario import Scenario
 
 DEMAND_WINDOW_S = 900.0
+_EPS = 1e-7  # seconds of float slack when comparing times
 
 
 class TariffTable:
@@ -40,7 +41,9 @@ class TariffTable:
         self.price = np.empty((12, 1440))
         self.kind: list[list[PeriodKind]] = [[] for _ in range(12)]
         for season in t.seasons:
-            kinds = [season.kind_at_minute(m) for m in range(1440)]
+            kinds: list[PeriodKind] = ["flat"] * 1440
+            for w in season.windows:  # validated to tile the day exactly
+                kinds[w.start_min : w.end_min] = [w.kind] * (w.end_min - w.start_min)
             for month in season.months:
                 self.kind[month - 1] = kinds
                 self.price[month - 1] = [t.flat_cny_per_kwh * t.ratios[k] for k in kinds]
@@ -80,7 +83,7 @@ class Kpi:
         self.pv += pv * dt
         self.base += base * dt
         self.il += il * dt
-        if t0 >= self._win_end:
+        if t0 >= self._win_end - _EPS:
             self._close_windows(t0)
         if g > 0.0:
             e = g * dt
@@ -102,7 +105,7 @@ class Kpi:
                 self.viol_exp_s += dt
 
     def _close_windows(self, t0: float) -> None:
-        while t0 >= self._win_end:
+        while t0 >= self._win_end - _EPS:
             self.peak_win_kws = max(self.peak_win_kws, self._win)
             self._win = 0.0
             self._win_end += DEMAND_WINDOW_S
@@ -129,7 +132,7 @@ class Kpi:
             "hours": self.elapsed_s / h,
             "pv_available_kwh": pv_av,
             "pv_generated_kwh": pv_gen,
-            "pv_curtailed_kwh": pv_av - pv_gen,
+            "pv_curtailed_kwh": max(0.0, pv_av - pv_gen),
             "load_kwh": load,
             "grid_import_kwh": imp,
             "grid_export_kwh": exp,
@@ -149,9 +152,7 @@ class Kpi:
             "energy_balance_error_kwh": load - pv_gen - discharge + charge - imp + exp,
             "load_shed_kwh": shed,
             "shed_cost_cny": sum(ld.shed_kws / h * ld.cfg.shed_cost_cny_per_kwh for ld in loads),
-            "battery_degradation_cny": sum(
-                b.discharge_kwh * b.cfg.degradation_cny_per_kwh for b in batteries
-            ),
+            "battery_degradation_cny": sum(b.discharge_kwh * b.cfg.degradation_cny_per_kwh for b in batteries),
         }
 
 
@@ -159,16 +160,17 @@ class Recorder:
     """Rows every ``row_s`` of sim time: interval means of powers from cumulative energies (kW·s).
 
     ``ts`` is the row's start (site-local ISO); SoC columns are the mean of the values at the row's two
-    ends (exact while the power is constant over the row); price and period are those at ``ts``.
+    ends (exact while the power is constant over the row); price and period are those at ``ts``. With a
+    physics step that does not divide ``row_s``, a row ends at the first step end at or after its minute.
     """
 
     def __init__(
-        self, scenario: Scenario, first_end_s: float, columns: Iterable[str], initial: dict[str, float],
-        row_s: float = 60.0,
+        self, scenario: Scenario, tariff: TariffTable, first_end_s: float, columns: Iterable[str],
+        initial: dict[str, float], row_s: float = 60.0,
     ) -> None:  # fmt: skip
         self._start_utc = scenario.start.astimezone(UTC)
         self._tz = scenario.site.tz
-        self._tariff = TariffTable(scenario)
+        self._tariff = tariff
         self._row_s = row_s
         self._columns = list(columns)
         self._t_prev = 0.0
@@ -193,7 +195,7 @@ class Recorder:
         self.rows.append(row)
         self._prev = {**energies, **socs}
         self._t_prev = t1
-        while self.next_t <= t1 + 1e-9:
+        while self.next_t <= t1 + _EPS:
             self.next_t += self._row_s
 
 

@@ -27,7 +27,7 @@ from sim.state import BatteryState, CommandResult, LoadState, MeterState, PvStat
 BLOCK_S = 86400.0  # profiles are generated this much at a time
 MAX_ADVANCE = timedelta(days=31)  # one call integrating more than this is almost surely a wrong clock
 ROW_S = 60.0
-_EPS = 1e-9
+_EPS = 1e-7  # seconds: below the 1 µs resolution of datetimes, above float rounding for a year of seconds
 
 
 class Park:
@@ -41,7 +41,7 @@ class Park:
         self._start_utc = scenario.start.astimezone(UTC)
         self._dt = float(scenario.physics_step_s)
         self._block_n = max(1, round(BLOCK_S / self._dt))
-        self._prices = TariffTable(scenario).price
+        self._tariff = TariffTable(scenario)
         self._lock = threading.RLock()
         self._el = 0.0
         self._now = self._start
@@ -53,14 +53,11 @@ class Park:
             ld.id: SheddableLoad(ld, self._nominal[i][0]) for i, ld in enumerate(scenario.interruptible_loads)
         }
         self._avail = {pid: self._pv_av[i][0] for i, pid in enumerate(self._pv)}
-        self._grid_kw = (
-            self._base[0] + sum(ld.p_kw for ld in self._loads.values()) - sum(self._avail.values())
-        )
+        self._grid_kw = self._base[0] + sum(ld.p_kw for ld in self._loads.values()) - sum(self._avail.values())
         self._kpi = Kpi(scenario, seconds_to_next(self._start, DEMAND_WINDOW_S))
         energies, socs = self._snapshot()
-        self._rec = Recorder(
-            scenario, seconds_to_next(self._start, ROW_S), self._columns(), {**energies, **socs}
-        )
+        first_row = seconds_to_next(self._start, ROW_S)
+        self._rec = Recorder(scenario, self._tariff, first_row, self._columns(), {**energies, **socs})
 
     # -- ids and lookups -------------------------------------------------------------------------
     @property
@@ -131,7 +128,7 @@ class Park:
     def _integrate(self, target: float) -> None:
         dt, el = self._dt, self._el
         while el < target - _EPS:
-            k = int(el / dt + _EPS)
+            k = int((el + _EPS) / dt)
             block = k // self._block_n
             if block != self._block:
                 self._load_block(block)
@@ -141,7 +138,7 @@ class Park:
                 self._run(i, 1, el, end - el)
                 el = end
                 continue
-            k_end = min(int(target / dt + _EPS), (block + 1) * self._block_n)
+            k_end = min(int((target + _EPS) / dt), (block + 1) * self._block_n)
             self._run(i, k_end - k, k * dt, dt)
             el = k_end * dt
         self._el = target
@@ -154,7 +151,7 @@ class Park:
         self._base = prof.base_load_kw.tolist()
         self._nominal = [prof.interruptible_kw[ld.id].tolist() for ld in sc.interruptible_loads]
         times = prof.times
-        self._price = self._prices[
+        self._price = self._tariff.price[
             np.asarray(times.month) - 1, np.asarray(times.hour * 60 + times.minute)
         ].tolist()
         self._block = block

@@ -124,7 +124,7 @@ def poa_minutes(scenario: Scenario, m0: int, m1: int) -> dict[str, np.ndarray]:
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Profiles:
     """What the park will realise, sampled at ``times`` (the start of each step, site-local).
 
@@ -157,9 +157,7 @@ class Profiles:
         """Block averages over ``period_s`` (a whole multiple of ``step_s``), e.g. 900 s for an optimizer."""
         k = round(period_s / self.step_s)
         if k < 1 or abs(k * self.step_s - period_s) > 1e-9 or len(self.times) % k:
-            raise ValueError(
-                f"period {period_s} s must be a multiple of {self.step_s} s dividing the horizon"
-            )
+            raise ValueError(f"period {period_s} s must be a multiple of {self.step_s} s dividing the horizon")
 
         def avg(a: np.ndarray) -> np.ndarray:
             out: np.ndarray = a.reshape(-1, k).mean(axis=1)
@@ -206,9 +204,7 @@ def sample(scenario: Scenario, t_rel: np.ndarray, step_s: float) -> Profiles:
         poa_w_m2=poa_out,
         pv_kw=pv_out,
         base_load_kw=base_load.base_load_kw(scenario, t_rel),
-        interruptible_kw={
-            ld.id: interruptible.nominal_kw(scenario, ld, t_rel) for ld in scenario.interruptible_loads
-        },
+        interruptible_kw={ld.id: interruptible.nominal_kw(scenario, ld, t_rel) for ld in scenario.interruptible_loads},
         ambient_c=amb,
     )
 

@@ -36,7 +36,7 @@ async def test_midday_hour_balances_and_keeps_zero_export(tmp_path: Path, mosqui
     options = SimOptions(hours=1.0, cycle_s=15, mqtt_url=broker_url(mosquitto_broker), out_dir=tmp_path)
     result = await simulate_day(midday(), options)
     kpis = json.loads((tmp_path / "kpis.json").read_text())
-    assert REQUIRED_KPIS <= set(kpis)
+    assert set(kpis) >= REQUIRED_KPIS
     assert result.cycles == 240
     # energy balance at the point of connection closes (within 0.1 % of the load)
     balance = (kpis["pv_generated_kwh"] + kpis["grid_import_kwh"] - kpis["grid_export_kwh"]

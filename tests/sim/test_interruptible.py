@@ -22,7 +22,9 @@ def load(**kw: object) -> SheddableLoad:
     return SheddableLoad(InterruptibleLoad.model_validate(cfg))
 
 
-def run(ld: SheddableLoad, t: float, seconds: float, nominal: float = 500.0, dt: float = 1.0) -> tuple[float, list[float]]:
+def run(
+    ld: SheddableLoad, t: float, seconds: float, nominal: float = 500.0, dt: float = 1.0
+) -> tuple[float, list[float]]:
     out = []
     for _ in range(round(seconds / dt)):
         out.append(ld.step(t, dt, nominal))
