@@ -53,6 +53,7 @@ class CycleReport:
     phase_s: dict[str, float]
     work_s: float
     overrun: bool
+    decide_failed: bool = False
 
 
 class Observer(Protocol):
@@ -64,6 +65,7 @@ class CycleStats:
     cycles: int = 0
     overruns: int = 0
     decide_errors: int = 0
+    last_publish_s: float = 0.0
     read_errors: Counter[str] = field(default_factory=Counter)
     write_errors: Counter[str] = field(default_factory=Counter)
 
@@ -116,6 +118,7 @@ class Runtime:
         phases["read"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
+        decide_failed = False
         try:
             setpoints = self.decide(snap, self.writer.commanded)
         except Exception as exc:  # a bug in decide must not stop the park's control
@@ -123,6 +126,7 @@ class Runtime:
             log.exception("decide failed; keeping previous setpoints")
             errors.append(f"decide: {exc!r}")
             setpoints = self.writer.commanded
+            decide_failed = True
         phases["decide"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -135,14 +139,15 @@ class Runtime:
         if overrun:
             self.stats.overruns += 1
             log.warning("cycle overran: %.3f s of work for a %.3f s period", work, self.settings.period_s)
-        report = CycleReport(ts, snap, setpoints, writes, tuple(errors), phases, work, overrun)
+        phases["publish"] = self.stats.last_publish_s  # this cycle's publish is still to come
+        report = CycleReport(ts, snap, setpoints, writes, tuple(errors), dict(phases), work, overrun, decide_failed)
         t0 = time.perf_counter()
         for obs in self.observers:
             try:
                 obs.on_cycle(report)
             except Exception:
                 log.exception("observer %r failed", obs)
-        phases["publish"] = time.perf_counter() - t0
+        self.stats.last_publish_s = time.perf_counter() - t0
         return report
 
     # -- read ------------------------------------------------------------------------------------
