@@ -1,4 +1,4 @@
-"""Turn a :class:`ControllerConfig` into a running controller: drivers, device set, decide, runtime.
+"""Turn a :class:`ControllerConfig` into a running controller: drivers, store, telemetry, decide, planner.
 
 ``parkctl run`` (real devices) and ``parkctl sim`` (simulated ones) both come through here, so the
 simulated day exercises exactly the code an edge box runs.
@@ -7,22 +7,32 @@ simulated day exercises exactly the code an edge box runs.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
-from datetime import timedelta
+from collections.abc import AsyncIterator, Coroutine, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from prometheus_client import CollectorRegistry
 
 from controller.config import ControllerConfig, ModbusDeviceConfig
 from controller.cycle import Decide, Observer, Runtime
 from controller.devices import DeviceSet
+from controller.forecast import Forecaster
+from controller.metrics import ControllerMetrics, MetricsServer, serve_metrics
+from controller.mpc import PlanHolder, decide_mpc
+from controller.planner import Planner
 from controller.rules import SiteModel, decide_rules
 from controller.setpoints import Setpoints
 from controller.snapshot import Snapshot
+from controller.store import Store, StoreSettings
+from controller.telemetry import MqttTelemetry
 from drivers.modbus_client import ModbusDeviceClient
 from drivers.mqtt_load import MqttLoadBus
 from drivers.sunspec_devices import SunSpecMeter, SunSpecPvInverter, SunSpecStorage
+from optimizer.plan import Plan
 from parkctl.clock import Clock
 from parkctl.errors import ConfigError
-from sim.broker import parse_mqtt_url
+from sim.broker import BrokerUrl, parse_mqtt_url
 
 BATTERY_REVERT_S = 60  # device watchdog we ask for; the writer re-sends well before it
 
@@ -30,21 +40,36 @@ BATTERY_REVERT_S = 60  # device watchdog we ask for; the writer re-sends well be
 @dataclass
 class Controller:
     runtime: Runtime
-    load_bus: MqttLoadBus | None
-    clients: dict[str, ModbusDeviceClient]
+    store: Store
+    metrics: ControllerMetrics
+    registry: CollectorRegistry
+    load_bus: MqttLoadBus | None = None
+    telemetry: MqttTelemetry | None = None
+    planner: Planner | None = None
+    plans: PlanHolder | None = None
+    clients: dict[str, ModbusDeviceClient] = field(default_factory=dict)
+    metrics_server: MetricsServer | None = None
+
+    def tasks(self, until: datetime | None = None) -> list[Coroutine[Any, Any, None]]:
+        """The coroutines that make the controller run; the caller owns the tasks."""
+        jobs = [self.runtime.run(until=until)]
+        if self.planner is not None:
+            jobs.append(self.planner.run())
+        return jobs
 
 
-def rules_decider(site: SiteModel) -> Decide:
-    def decide(snap: Snapshot, previous: Setpoints) -> Setpoints:
-        return decide_rules(snap, previous, site)
-
-    return decide
-
-
-def make_decider(config: ControllerConfig) -> Decide:
+def make_decider(config: ControllerConfig, plans: PlanHolder | None) -> Decide:
+    site: SiteModel = config.site_model()
     if config.strategy == "rules":
-        return rules_decider(config.site_model())
-    raise ConfigError(f"strategy {config.strategy!r} is not available in this build")
+        def rules(snap: Snapshot, previous: Setpoints) -> Setpoints:
+            return decide_rules(snap, previous, site)
+        return rules
+    if plans is None:
+        raise ConfigError("strategy 'mpc' needs a plan holder")
+
+    def mpc(snap: Snapshot, previous: Setpoints) -> Setpoints:
+        return decide_mpc(snap, previous, site, plans.current)
+    return mpc
 
 
 def _driver(d: ModbusDeviceConfig, client: ModbusDeviceClient, config: ControllerConfig, clock: Clock) -> object:
@@ -55,11 +80,32 @@ def _driver(d: ModbusDeviceConfig, client: ModbusDeviceClient, config: Controlle
     return SunSpecMeter(d.id, client, clock=clock, rated_kw=config.grid.import_cap_kw)
 
 
+def plan_summary(plan: Plan) -> dict[str, Any]:
+    o = plan.objective
+    return {
+        "status": plan.status, "fallback": plan.fallback, "start": plan.inputs.start.isoformat(),
+        "step_s": plan.inputs.step_s, "n_steps": plan.inputs.n_steps, "cost_cny": o.cost_cny,
+        "green_kwh": o.green_kwh, "curtailed_kwh": o.curtailed_kwh, "import_kwh": o.import_kwh,
+        "grid_kw": [round(i - e, 1) for i, e in zip(plan.grid_import_kw, plan.grid_export_kw, strict=True)],
+    }  # fmt: skip
+
+
+def _month_peak(store: Store) -> Any:
+    def peak(now: datetime) -> float:
+        month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        values = [iv.import_kwh * 4.0 for iv in store.intervals(month_start, closed_only=True)]
+        return max(values, default=0.0)
+    return peak
+
+
 @contextlib.asynccontextmanager
 async def build_controller(
-    config: ControllerConfig, clock: Clock, observers: Sequence[Observer] = ()
+    config: ControllerConfig,
+    clock: Clock,
+    observers: Sequence[Observer] = (),
+    forecaster: Forecaster | None = None,
 ) -> AsyncIterator[Controller]:
-    """Create drivers and the runtime; close every connection on exit."""
+    """Create everything the controller needs; close every connection and the store on exit."""
     clients: dict[str, ModbusDeviceClient] = {}
     drivers: list[object] = []
     for d in config.modbus:
@@ -67,9 +113,9 @@ async def build_controller(
                                     retries=d.retries)  # fmt: skip
         clients[d.id] = client
         drivers.append(_driver(d, client, config, clock))
+    url: BrokerUrl | None = parse_mqtt_url(config.mqtt.url) if config.mqtt is not None else None
     bus: MqttLoadBus | None = None
-    if config.loads and config.mqtt is not None:
-        url = parse_mqtt_url(config.mqtt.url)
+    if config.loads and config.mqtt is not None and url is not None:
         bus = MqttLoadBus(
             url.host, url.port, site=config.site.name, load_ids=[ld.id for ld in config.loads],
             clock=clock, max_age=timedelta(seconds=config.mqtt.max_age_s),
@@ -78,14 +124,50 @@ async def build_controller(
         )  # fmt: skip
         drivers.extend(bus.loads.values())
     devices = DeviceSet.discover(drivers)
-    runtime = Runtime(devices, make_decider(config), clock, config.cycle, observers)
+    store = Store.open(config.storage.path, clock, StoreSettings(cycle_every=config.storage.cycle_every))
+    registry = CollectorRegistry()
+    metrics = ControllerMetrics(registry, config.site.name)
+    telemetry = None
+    if url is not None and config.telemetry.enabled:
+        telemetry = MqttTelemetry(
+            url.host, url.port, site=config.site.name, clock=clock, strategy=config.strategy,
+            every_s=config.telemetry.every_s, client_id=f"{config.site.name}-telemetry",
+            username=url.username, password=url.password,
+        )  # fmt: skip
+    plans = PlanHolder() if config.strategy == "mpc" else None
+    planner = None
+    if plans is not None:
+        if forecaster is None:
+            raise ConfigError("strategy 'mpc' needs a forecaster")
+        listeners = [metrics] + ([telemetry] if telemetry else [])
+        on_plan = [lambda p: store.save_plan(config.strategy, p.status, p.inputs.start, p.inputs.start
+                                             + timedelta(seconds=p.inputs.step_s * p.inputs.n_steps),
+                                             p.model_dump_json(), fallback=p.fallback)]  # fmt: skip
+        if telemetry is not None:
+            on_plan.append(lambda p: telemetry.publish_plan(plan_summary(p)))
+        planner = Planner(config, forecaster, clock, plans, listeners=listeners, on_new_plan=on_plan,
+                          peak_source=_month_peak(store))  # fmt: skip
+    all_observers: list[Observer] = [store, metrics, *([telemetry] if telemetry else []),
+                                     *([planner] if planner else []), *observers]  # fmt: skip
+    runtime = Runtime(devices, make_decider(config, plans), clock, config.cycle, all_observers)
+    ctl = Controller(runtime=runtime, store=store, metrics=metrics, registry=registry, load_bus=bus,
+                     telemetry=telemetry, planner=planner, plans=plans, clients=clients)  # fmt: skip
     try:
         if bus is not None:
             await bus.start()
             await bus.wait_connected(timeout_s=10.0)
-        yield Controller(runtime=runtime, load_bus=bus, clients=clients)
+        if telemetry is not None:
+            await telemetry.start()
+        if config.metrics.enabled:
+            ctl.metrics_server = serve_metrics(registry, config.metrics.host, config.metrics.port)
+        yield ctl
     finally:
+        if ctl.metrics_server is not None:
+            ctl.metrics_server.close()
+        if telemetry is not None:
+            await telemetry.stop()
         if bus is not None:
             await bus.stop()
         for client in clients.values():
             client.close()
+        store.close()

@@ -17,6 +17,7 @@ from controller.cycle import CycleSettings
 from controller.rules import SiteModel
 from controller.settings import BatteryLimits, GridLimits, RuleSettings
 from parkctl.errors import ConfigError
+from parkctl.tariff import Tariff
 from parkctl.yamlfile import parse_yaml_model
 
 
@@ -59,10 +60,58 @@ class MqttConfig(_Model):
 
 
 class LoadConfig(_Model):
-    """An interruptible load reached over MQTT."""
+    """An interruptible load reached over MQTT, with what the planner may ask of it."""
 
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     nominal_kw: float = Field(gt=0)
+    max_shed_s: float = Field(default=3600.0, gt=0)
+    min_gap_s: float = Field(default=600.0, ge=0, description="minimum run time between two sheds")
+    max_sheds_per_day: int = Field(default=4, ge=0)
+    rebound_factor: float = Field(default=0.3, ge=0, le=2, description="energy drawn back, share of the shed")
+    rebound_s: float = Field(default=1800.0, gt=0)
+    shed_cost_cny_per_kwh: float = Field(default=0.3, ge=0)
+
+
+class BatterySpec(_Model):
+    """Nameplate and economics of a battery, for planning."""
+
+    capacity_kwh: float = Field(gt=0)
+    p_charge_max_kw: float = Field(gt=0)
+    p_discharge_max_kw: float = Field(gt=0)
+    eta_charge: float = Field(default=0.95, gt=0, le=1)
+    eta_discharge: float = Field(default=0.95, gt=0, le=1)
+    degradation_cny_per_kwh: float = Field(default=0.05, ge=0)
+
+
+class PlannerConfig(_Model):
+    """Rolling-horizon planning (strategy ``mpc``)."""
+
+    step_s: int = Field(default=900, ge=300, le=3600)
+    horizon_h: float = Field(default=24.0, gt=0, le=48)
+    replan_s: float = Field(default=900.0, ge=60)
+    time_limit_s: float = Field(default=20.0, gt=0, le=600)
+    mip_rel_gap: float = Field(default=0.005, ge=0, le=0.2)
+    deviation_kw: float = Field(default=800.0, gt=0, description="re-plan when the grid strays this far")
+    deviation_s: float = Field(default=120.0, gt=0, description="... for this long")
+    tariff: Tariff
+    carbon_kg_per_kwh: float = Field(default=0.5366, ge=0)
+    battery_specs: dict[str, BatterySpec] = Field(default_factory=dict)
+
+
+class StorageConfig(_Model):
+    path: str = Field(default="parkctl.db", description="SQLite file; ':memory:' keeps nothing")
+    cycle_every: int = Field(default=1, ge=1, le=3600, description="one history row per this many cycles")
+
+
+class MetricsConfig(_Model):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=9464, ge=0, le=65535)
+
+
+class TelemetryConfig(_Model):
+    enabled: bool = True
+    every_s: float = Field(default=10.0, gt=0, description="measurements topic period")
 
 
 class ControllerConfig(_Model):
@@ -75,6 +124,10 @@ class ControllerConfig(_Model):
     modbus: list[ModbusDeviceConfig] = Field(default_factory=list)
     mqtt: MqttConfig | None = None
     loads: list[LoadConfig] = Field(default_factory=list)
+    planner: PlannerConfig | None = None
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
 
     @model_validator(mode="after")
     def _consistent(self) -> ControllerConfig:
@@ -94,6 +147,12 @@ class ControllerConfig(_Model):
             raise ValueError(f"batteries names ids that are not storage devices: {unknown}")
         if self.loads and self.mqtt is None:
             raise ValueError("loads are reached over MQTT: an 'mqtt' section is required")
+        if self.strategy == "mpc":
+            if self.planner is None:
+                raise ValueError("strategy 'mpc' needs a 'planner' section (tariff, battery_specs)")
+            unspecified = sorted(storage - set(self.planner.battery_specs))
+            if unspecified:
+                raise ValueError(f"planner.battery_specs is missing storage devices {unspecified}")
         return self
 
     def battery_limits(self) -> dict[str, BatteryLimits]:

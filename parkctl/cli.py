@@ -54,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--hours", type=_positive_hours, default=24.0)
     sim.add_argument("--speed", type=parse_speed, default=None,
                      help="max (default for run), realtime (default for serve), or a factor such as 60")
-    sim.add_argument("--strategy", choices=["rules"], default="rules", help="decision layer")
+    sim.add_argument("--strategy", choices=["rules", "mpc"], default="rules",
+                     help="decision layer: rule-based self-consumption, or rolling-horizon optimisation")
+    sim.add_argument("--metrics-port", type=int, default=None, help="serve /metrics on 127.0.0.1:PORT")
     sim.add_argument("--cycle", type=float, default=None, help="control cycle in s (default: scenario's)")
     sim.add_argument("--mqtt-url", default=None, help="use this broker instead of a private Mosquitto")
     sim.add_argument("--out", type=Path, default=Path("out/sim"), help="where kpis.json etc. go")
@@ -84,7 +86,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         return 0
     options = SimOptions(
         hours=args.hours, speed=args.speed, strategy=args.strategy, mqtt_url=args.mqtt_url,
-        cycle_s=args.cycle or scenario.control_cycle_s, out_dir=args.out,
+        cycle_s=args.cycle or scenario.control_cycle_s, out_dir=args.out, metrics_port=args.metrics_port,
     )
     result = asyncio.run(simulate_day(scenario, options))
     print(result.summary())

@@ -24,12 +24,23 @@ from datetime import timedelta
 from pathlib import Path
 
 from controller.build import build_controller
-from controller.config import ControllerConfig, LoadConfig, ModbusDeviceConfig, MqttConfig, SiteConfig
+from controller.config import (
+    BatterySpec,
+    ControllerConfig,
+    LoadConfig,
+    MetricsConfig,
+    ModbusDeviceConfig,
+    MqttConfig,
+    PlannerConfig,
+    SiteConfig,
+    StorageConfig,
+)
 from controller.cycle import CycleSettings
 from controller.settings import BatteryLimits, GridLimits
 from drivers.mqtt_load import MqttLoadBus
 from parkctl.clock import Clock, SimClock, ceil_to
 from sim.broker import BrokerUrl, select_broker
+from sim.forecast import SimForecaster
 from sim.modbus_server import ParkEndpoints, start_park_servers
 from sim.mqtt_devices import SimMqttLoads
 from sim.park import Park
@@ -48,6 +59,7 @@ class SimOptions:
     mqtt_url: str | None = None
     cycle_s: float = 15.0
     out_dir: Path = Path("out/sim")
+    metrics_port: int | None = None  # serve /metrics during the run (0: any free port)
 
 
 @dataclass(frozen=True)
@@ -71,8 +83,26 @@ class SimResult:
         )
 
 
+def planner_config_for(scenario: Scenario) -> PlannerConfig:
+    """What an operator would configure for planning this park: its tariff and battery nameplates."""
+    specs = {
+        b.id: BatterySpec(capacity_kwh=b.capacity_kwh, p_charge_max_kw=b.p_charge_max_kw,
+                          p_discharge_max_kw=b.p_discharge_max_kw, eta_charge=b.eta_charge,
+                          eta_discharge=b.eta_discharge, degradation_cny_per_kwh=b.degradation_cny_per_kwh)
+        for b in scenario.batteries
+    }  # fmt: skip
+    return PlannerConfig(tariff=scenario.tariff, carbon_kg_per_kwh=scenario.grid.carbon_kg_per_kwh,
+                         battery_specs=specs)  # fmt: skip
+
+
 def controller_config_for(
-    scenario: Scenario, endpoints: ParkEndpoints, broker: BrokerUrl, cycle_s: float, strategy: str
+    scenario: Scenario,
+    endpoints: ParkEndpoints,
+    broker: BrokerUrl,
+    cycle_s: float,
+    strategy: str,
+    db_path: str = ":memory:",
+    metrics_port: int | None = None,
 ) -> ControllerConfig:
     """The configuration an operator would write for this park, pointing at the simulated devices."""
     modbus = []
@@ -93,8 +123,16 @@ def controller_config_for(
         modbus=modbus,
         mqtt=MqttConfig(url=str(broker), client_id=f"parkctl-{scenario.site.name}-controller",
                         max_age_s=max(30.0, 3 * MQTT_PUBLISH_S)),
-        loads=[LoadConfig(id=ld.id, nominal_kw=ld.p_kw) for ld in scenario.interruptible_loads],
-    )
+        loads=[
+            LoadConfig(id=ld.id, nominal_kw=ld.p_kw, max_shed_s=ld.max_shed_s, min_gap_s=ld.min_off_s,
+                       max_sheds_per_day=ld.max_sheds_per_day, rebound_factor=ld.rebound_factor,
+                       rebound_s=ld.rebound_s, shed_cost_cny_per_kwh=ld.shed_cost_cny_per_kwh)
+            for ld in scenario.interruptible_loads
+        ],
+        planner=planner_config_for(scenario),
+        storage=StorageConfig(path=db_path),
+        metrics=MetricsConfig(enabled=metrics_port is not None, port=metrics_port or 0),
+    )  # fmt: skip
 
 
 async def _barrier(clock: Clock, bus: MqttLoadBus, period: timedelta, load_ids: list[str]) -> None:
@@ -136,10 +174,16 @@ async def simulate_day(scenario: Scenario, options: SimOptions) -> SimResult:
     clock = SimClock(scenario.local_start, speed=options.speed, paused=True)  # still while setting up
     end = scenario.end_after(options.hours)
     async with running_park(scenario, clock, options.mqtt_url) as (park, endpoints, broker, _):
-        config = controller_config_for(scenario, endpoints, broker, options.cycle_s, options.strategy)
-        async with build_controller(config, clock) as controller:
+        options.out_dir.mkdir(parents=True, exist_ok=True)
+        db = options.out_dir / "controller.db"
+        for old in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+            old.unlink(missing_ok=True)
+        config = controller_config_for(scenario, endpoints, broker, options.cycle_s, options.strategy,
+                                       db_path=str(db), metrics_port=options.metrics_port)  # fmt: skip
+        forecaster = SimForecaster(scenario)
+        async with build_controller(config, clock, forecaster=forecaster) as controller:
             period = timedelta(seconds=options.cycle_s)
-            tasks = [asyncio.create_task(controller.runtime.run(until=end), name="controller")]
+            tasks = [asyncio.create_task(job) for job in controller.tasks(until=end)]
             if controller.load_bus is not None:
                 barrier = _barrier(clock, controller.load_bus, period, list(park.load_ids))
                 tasks.append(asyncio.create_task(barrier, name="barrier"))

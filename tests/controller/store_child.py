@@ -86,6 +86,19 @@ def expected_active(n: int) -> set[tuple[str, str]]:
     return active
 
 
+def possible_active(n: int) -> list[set[tuple[str, str]]]:
+    """Active alarms a kill may leave when ``n`` cycles are recorded: the alarm traffic of cycle ``n`` is
+    committed op by op before its cycle row, so any prefix of it may be there too."""
+    before = expected_active(n)
+    states = [set(before)]
+    if n % 7 == 0:
+        before = before | {("HOT", f"d{n % 3}")}
+        states.append(set(before))
+    if n % 11 == 0:
+        states.append(before - {("HOT", f"d{(n // 11) % 3}")})
+    return states
+
+
 def run(store: Store, clock: StepClock, times: list[datetime], start: int, stop: int, side: int | None = None) -> None:
     for i in range(start, stop):
         clock.t = times[i]

@@ -446,6 +446,9 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[tu
 
 
 def dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every table the crash test compares; all empty when the child died before creating the schema."""
+    if not rows(path, "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'cycles'"):
+        return {"cycles": [], "setpoints": [], "history": [], "cursor": [], "active": []}
     return {
         "cycles": rows(path, "SELECT ts, n_cycles, grid_kw, pv_kw, battery_kw, load_kw, soc_pct, work_s, overruns,"
                              " errors FROM cycles ORDER BY id"),
@@ -494,7 +497,7 @@ def test_sigkill_at_a_random_point_loses_nothing_committed_and_resumes_without_g
     assert got["cycles"] == ref["cycles"][:n]
     n_sp = sum(len(child.report(i, t).writes) for i, t in enumerate(child.schedule(n)))
     assert got["setpoints"] == ref["setpoints"][:n_sp]
-    assert {tuple(a) for a in got["active"]} in (child.expected_active(n), child.expected_active(n + 1))
+    assert {tuple(a) for a in got["active"]} in child.possible_active(n)
 
     clock = child.StepClock()  # a restarted controller picks up at cycle n
     with Store.open(db, clock, child.SETTINGS) as s:
