@@ -1,7 +1,8 @@
 """PV inverter, storage and meter capabilities over SunSpec Modbus.
 
 Each device discovers its model map on first use and reads what it needs, coalescing neighbouring
-model blocks into single requests of at most 125 registers. A point the reading needs that is "not
+model blocks into single requests of at most 125 registers; of each block it decodes only the points
+the reading uses (and checks every scale factor in it). A point the reading needs that is "not
 implemented", or a value outside its physical range, is counted on the client
 (``stats.out_of_range``), logged and raised as :class:`DeviceError`: a controller acting on a
 nonsense reading is worse than one that knows it has none.
@@ -21,13 +22,12 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC
 
 from drivers.capabilities import BatteryReading, MeterReading, PvReading
 from drivers.modbus_client import MAX_READ_COUNT, ModbusDeviceClient, ModbusExceptionResponse
-from drivers.sunspec.codec import Value, encode, unscale
-from drivers.sunspec.codec import decode_block as _decode_block
+from drivers.sunspec.codec import Value, decode_points, encode, unscale
 from drivers.sunspec.discovery import ModelInstance, discover
 from drivers.sunspec.models import HEADER_LEN, model_def
 from parkctl.clock import Clock, WallClock
@@ -39,7 +39,18 @@ INVERTER_MODELS = (103, 102, 101, 113, 112, 111)
 METER_MODELS = (203, 204, 201, 202, 213, 214, 211, 212)
 MAX_RATING_FACTOR = 10.0  # |W| beyond this many times the rating is a broken reading
 
-Block = dict[str, Value]
+Block = dict[str, Value]  # the points a reading asked for, by name
+
+# What each reading decodes, by model (a name a model lacks reads as not implemented).
+_INV_POINTS = ("W", "WH")
+_LIMIT_POINTS = ("WMaxLim_Ena", "WMaxLimPct")
+_CTL_POINTS = ("WChaMax", "InOutWRte_SF", "ChaState")  # model 124
+_BATTERY_POINTS: Mapping[int, tuple[str, ...]] = {
+    713: ("SoC", "WHRtg", "SoH"),
+    802: ("W", "SoC", "WHRtg", "WChaRteMax", "WDisChaRteMax", "SoH"),
+    120: ("WHRtg", "MaxChaRte", "MaxDisChaRte"),
+}
+_METER_POINTS = ("W", "TotWhImp", "TotWhExp")
 
 
 class _SunSpecDevice:
@@ -68,10 +79,10 @@ class _SunSpecDevice:
                 return mid
         raise DeviceError(f"{self.id}: no SunSpec {what} model (looked for {list(candidates)})")
 
-    async def _read(self, ids: Iterable[int]) -> dict[int, Block]:
-        """Decode the fixed blocks of ``ids`` (present ones), in as few requests as possible."""
+    async def _read(self, points: Mapping[int, tuple[str, ...]]) -> dict[int, Block]:
+        """Decode ``points`` (model id -> names) of the models present, in as few requests as possible."""
         models = await self.models()
-        wanted = sorted((models[i] for i in set(ids) if i in models), key=lambda m: m.address)
+        wanted = sorted((models[i] for i in points if i in models), key=lambda m: m.address)
         spans: list[list[ModelInstance]] = []
         for inst in wanted:
             if spans and self._end(inst) - spans[-1][0].address <= MAX_READ_COUNT:
@@ -92,7 +103,7 @@ class _SunSpecDevice:
                     self._models = None
                     raise DeviceError(f"{self.id}: model {inst.id} not at {inst.address} any more")
                 try:
-                    out[inst.id] = _decode_block(model_def(inst.id), block)
+                    out[inst.id] = decode_points(model_def(inst.id), block, points[inst.id])
                 except ValueError as exc:
                     raise self._reject(f"model {inst.id}: {exc}") from None
         return out
@@ -158,7 +169,7 @@ class SunSpecPvInverter(_SunSpecDevice):
     async def _nameplate(self) -> tuple[float, float]:
         if self._rated_w is None or self._limit_base_w is None:
             await self._pick((120, 121), "nameplate (120) or settings (121)")
-            b = await self._read((120, 121))
+            b = await self._read({120: ("WRtg",), 121: ("WMax",)})
             rated = self._opt((b.get(120), "WRtg"), (b.get(121), "WMax"))
             base = self._opt((b.get(121), "WMax"), (b.get(120), "WRtg"))
             if rated is None or base is None or rated <= 0 or base <= 0:
@@ -169,7 +180,7 @@ class SunSpecPvInverter(_SunSpecDevice):
     async def read_pv(self) -> PvReading:
         inv = await self._pick(INVERTER_MODELS, "inverter")
         rated, base = await self._nameplate()
-        b = await self._read((inv, 123))
+        b = await self._read({inv: _INV_POINTS, 123: _LIMIT_POINTS})
         w = self._need(b[inv], "W", inv)
         self._check(-0.1 * rated <= w <= MAX_RATING_FACTOR * rated, f"W = {w:.0f} W, rating {rated:.0f} W")
         limit_pct: float | None = None
@@ -188,7 +199,7 @@ class SunSpecPvInverter(_SunSpecDevice):
         _, base = await self._nameplate()
         if self._limit_sf is None:
             await self._pick((123,), "immediate controls (123)")
-            sf = (await self._read((123,)))[123].get("WMaxLimPct_SF")
+            sf = (await self._read({123: ("WMaxLimPct_SF",)}))[123].get("WMaxLimPct_SF")
             if not isinstance(sf, int):
                 raise self._reject("WMaxLimPct_SF is not implemented")
             self._limit_sf = sf
@@ -225,7 +236,7 @@ class SunSpecStorage(_SunSpecDevice):
         await self._pick((124,), "storage (124)")
         models = await self.models()
         inv = next((m for m in INVERTER_MODELS if m in models), None)
-        b = await self._read((124, 713, 802, 120, *(() if inv is None else (inv,))))
+        b = await self._read({124: _CTL_POINTS, **_BATTERY_POINTS, **({} if inv is None else {inv: ("W",)})})
         wchamax = self._note_controls(b[124])
         m713, m802, m120 = b.get(713), b.get(802), b.get(120)
         w = self._opt((b.get(inv) if inv else None, "W"), (m802, "W"))
@@ -253,7 +264,7 @@ class SunSpecStorage(_SunSpecDevice):
             raise ValueError(f"p_kw must be finite, got {p_kw}")
         if self._ctl is None:
             await self._pick((124,), "storage (124)")
-            self._note_controls((await self._read((124,)))[124])
+            self._note_controls((await self._read({124: _CTL_POINTS}))[124])
         if self._ctl is None:
             raise self._reject("InOutWRte_SF is not implemented")
         wchamax, sf = self._ctl
@@ -280,7 +291,7 @@ class SunSpecMeter(_SunSpecDevice):
 
     async def read_meter(self) -> MeterReading:
         mid = await self._pick(METER_MODELS, "meter")
-        b = (await self._read((mid,)))[mid]
+        b = (await self._read({mid: _METER_POINTS}))[mid]
         w = self._need(b, "W", mid)
         if self.rated_kw is not None:
             self._check(abs(w) <= MAX_RATING_FACTOR * self.rated_kw * 1000, f"W = {w:.0f} W")

@@ -1,17 +1,21 @@
-"""SunSpec codec: exact register patterns, round-trips and "not implemented" markers."""
+"""SunSpec codec: exact register patterns, round-trips, "not implemented" markers, and fast paths = slow paths."""
 
 from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from drivers.sunspec.codec import (
+    BlockImage,
+    Value,
     decode,
     decode_block,
+    decode_points,
     encode,
     encode_block,
     scale,
@@ -19,7 +23,7 @@ from drivers.sunspec.codec import (
     unscale,
     valid_range,
 )
-from drivers.sunspec.models import model_def
+from drivers.sunspec.models import ModelDef, Point, model_def
 
 INT_TYPES = ["int16", "uint16", "enum16", "bitfield16", "count", "acc16", "int32", "uint32", "enum32",
              "bitfield32", "acc32", "int64", "uint64", "acc64", "sunssf"]
@@ -179,3 +183,128 @@ def test_encode_block_names_the_point_that_does_not_fit() -> None:
         encode_block(model_def(124), {"OutWRte": 10.0})
     with pytest.raises(ValueError, match="no points"):
         encode_block(model_def(124), {"Nope": 1})
+
+
+# -- decode_points and BlockImage: the fast paths agree with decode_block / encode_block -------------
+
+BLOCK_MODELS = [1, 101, 103, 113, 120, 121, 123, 124, 203, 213, 713, 802]
+
+
+def _outcome(fn: Callable[[], object]) -> object:
+    try:
+        return ("ok", fn())
+    except ValueError as exc:
+        return ("ValueError", str(exc))
+
+
+def _same(a: object, b: object) -> bool:
+    """Equal, NaN included (a float32 point can hold any NaN pattern's neighbours)."""
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+@st.composite
+def _block_regs(draw: st.DrawFn) -> tuple[ModelDef, list[int]]:
+    """A model and registers for it: sometimes short, scale factors mostly sane, values anything."""
+    mdef = model_def(draw(st.sampled_from(BLOCK_MODELS)))
+    full = 2 + mdef.length
+    n = draw(st.one_of(st.just(full), st.integers(0, full)))
+    regs = draw(st.lists(st.one_of(st.integers(0, 0xFFFF), st.sampled_from([0, 0x8000, 0xFFFF, 0x7FFF])),
+                         min_size=n, max_size=n))
+    for p in mdef.points:
+        if p.type == "sunssf" and p.offset < n and draw(st.booleans()):
+            regs[p.offset] = draw(st.sampled_from([0xFFFE, 0, 1, 3, 0x8000, 0xFFF6]))
+    return mdef, regs
+
+
+@given(_block_regs(), st.data())
+def test_decode_points_is_decode_block_restricted_to_the_names(block: tuple[ModelDef, list[int]],
+                                                             data: st.DataObject) -> None:
+    mdef, regs = block
+    names = data.draw(st.lists(st.sampled_from([p.name for p in mdef.points] + ["Nope"]), max_size=6))
+    full = _outcome(lambda: decode_block(mdef, regs))
+    some = _outcome(lambda: decode_points(mdef, regs, tuple(names)))
+    if full[0] == "ok":  # type: ignore[index]
+        whole = full[1]  # type: ignore[index]
+        assert _same(some, ("ok", {n: whole.get(n) for n in names}))
+    else:  # the same bad scale factor refuses both
+        assert some == full
+
+
+def test_decode_points_scales_and_checks_every_scale_factor() -> None:
+    mdef = model_def(124)
+    regs = encode_block(mdef, STORAGE_VALUES)
+    assert decode_points(mdef, regs, ("ChaState", "InOutWRte_SF", "MinRsvPct", "Nope")) == {
+        "ChaState": 42.5, "InOutWRte_SF": -2, "MinRsvPct": None, "Nope": None}
+    assert decode_points(mdef, regs[:10], ["StorCtl_Mod", "WChaMax"]) == {"StorCtl_Mod": 0b10, "WChaMax": None}
+    regs[mdef.point("VAChaMax_SF").offset] = 11  # a scale factor the reading does not use, out of range
+    with pytest.raises(ValueError, match="scale factor 11"):
+        decode_points(mdef, regs, ("StorCtl_Mod",))
+
+
+def _value_for(p: Point) -> st.SearchStrategy[Value]:
+    if p.type == "sunssf":
+        return st.one_of(st.none(), st.integers(-3, 3), st.just(11))
+    if p.type == "string":
+        return st.one_of(st.none(), st.text(alphabet="abc xyz", max_size=2 * p.size + 1))
+    if p.type.startswith("float"):
+        return st.one_of(st.none(), st.floats(-1e6, 1e6, width=32))
+    return st.one_of(st.none(), st.integers(-70000, 70000), st.floats(-1e5, 1e5, allow_nan=False))
+
+
+@st.composite
+def _values(draw: st.DrawFn, mdef: ModelDef) -> dict[str, Value]:
+    points = [p for p in mdef.points if p.type != "pad"]
+    chosen = draw(st.lists(st.sampled_from(points), unique_by=lambda p: p.name, max_size=12))
+    return {p.name: draw(_value_for(p)) for p in chosen}
+
+
+@given(st.sampled_from(BLOCK_MODELS), st.data())
+def test_block_image_equals_a_fresh_encode_block(model_id: int, data: st.DataObject) -> None:
+    mdef = model_def(model_id)
+    base = data.draw(_values(mdef))
+    first = _outcome(lambda: encode_block(mdef, base))
+    if first[0] != "ok":  # type: ignore[index]
+        with pytest.raises(ValueError):
+            BlockImage(mdef, base)
+        return
+    image = BlockImage(mdef, base)
+    assert image.registers == first[1]  # type: ignore[index]
+    merged = dict(base)
+    for _ in range(3):
+        update = data.draw(_values(mdef))
+        expected = _outcome(lambda: encode_block(mdef, {**merged, **update}))  # noqa: B023
+        before = image.registers
+        assert _outcome(lambda: image.update(update)) == expected  # noqa: B023
+        if expected[0] == "ok":  # type: ignore[index]
+            merged.update(update)
+        else:  # refused: the image is as it was
+            assert image.registers == before
+
+
+def test_block_image_follows_scale_factor_changes_and_ignores_the_header() -> None:
+    mdef = model_def(124)
+    image = BlockImage(mdef, STORAGE_VALUES)
+    regs = image.update({"InOutWRte_SF": -1, "ID": 999})
+    assert regs == encode_block(mdef, {**STORAGE_VALUES, "InOutWRte_SF": -1})
+    assert (regs[0], regs[mdef.point("OutWRte").offset]) == (124, 750)
+    with pytest.raises(ValueError, match="point OutWRte: scale factor"):
+        image.update({"InOutWRte_SF": None})
+    with pytest.raises(ValueError, match="no points"):
+        image.update({"Nope": 1})
+    assert image.registers == regs
+
+
+def test_block_image_skips_only_values_that_encode_the_same() -> None:
+    mdef = model_def(113)  # float32 points
+    image = BlockImage(mdef, {"W": 0.0, "St": 4})
+    assert image.update({"W": -0.0, "St": 4}) == encode_block(mdef, {"W": -0.0, "St": 4})  # the sign bit
+    with pytest.raises(ValueError, match="St: enum16 needs a number"):
+        image.update({"St": True})  # equal to 1, but refused as encode_block refuses it
+    assert image.update({"St": 4.0}) == encode_block(mdef, {"W": -0.0, "St": 4.0})
+    assert image.update({"W": math.nan}) == image.update({"W": math.nan})

@@ -276,3 +276,43 @@ async def test_device_that_disappears_and_returns(sim: dict[str, SunSpecServer],
         assert client.stats.reconnects == 1 and client.stats.connected
     finally:
         client.close()
+
+
+async def test_fallback_points_are_read_when_the_preferred_models_are_missing() -> None:
+    """Storage without 713/802 takes SoC from 124 and ratings from 120; PV without 120 rates by 121."""
+    common = encode_block(model_def(1), {"Mn": "x", "Md": "y", "SN": "z"})
+    inverter = encode_block(model_def(103), {"W": 1_500_000.0, "W_SF": 2, "WH": 5000.0, "WH_SF": 0})
+    nameplate = encode_block(model_def(120), {"WHRtg": 4_000_000.0, "WHRtg_SF": 2, "MaxChaRte": 1_800_000.0,
+                                              "MaxDisChaRte": 2_000_000.0, "MaxChaRte_SF": 2, "MaxDisChaRte_SF": 2})
+    controls = encode_block(model_def(124), {"WChaMax": 2_000_000.0, "WChaMax_SF": 2, "ChaState": 42.5,
+                                             "ChaState_SF": -2, "InOutWRte_SF": -2})
+    settings = encode_block(model_def(121), {"WMax": 1_000_000.0, "WMax_SF": 2})
+    limit = encode_block(model_def(123), {"WMaxLimPct": 50.0, "WMaxLimPct_SF": -2, "WMaxLim_Ena": 1})
+    bess_server = await _serve({40000: SUNS + common + inverter + nameplate + controls + END})
+    pv_server = await _serve({40000: SUNS + common + inverter + settings + limit + END})
+    bc, pc = _client(_port(bess_server)), _client(_port(pv_server))
+    try:
+        r = await SunSpecStorage("b", bc).read_battery()
+        assert (r.p_kw, r.soc_pct, r.capacity_kwh, r.max_charge_kw, r.max_discharge_kw, r.soh_pct) == (
+            1500.0, 42.5, 4000.0, 1800.0, 2000.0, None)
+        p = await SunSpecPvInverter("p", pc).read_pv()
+        assert (p.p_kw, p.rated_kw, p.limit_pct, p.energy_kwh) == (1500.0, 1000.0, 50.0, 5.0)
+    finally:
+        bc.close()
+        pc.close()
+        await bess_server.shutdown()  # type: ignore[no-untyped-call]
+        await pv_server.shutdown()  # type: ignore[no-untyped-call]
+
+
+async def test_a_bad_scale_factor_anywhere_in_a_block_rejects_the_reading() -> None:
+    """Only the points a reading uses are decoded, but every scale factor of the block is checked."""
+    meter_block = encode_block(model_def(203), {"W": 1000.0, "W_SF": 0, "TotWhImp": 10.0, "TotWh_SF": 0})
+    meter_block[model_def(203).point("VAR_SF").offset] = 12  # not used by read_meter, and invalid
+    common = encode_block(model_def(1), {"Mn": "x", "Md": "y", "SN": "z"})
+    server = await _serve({40000: SUNS + common + meter_block + END})
+    client = _client(_port(server))
+    try:
+        await _rejected(SunSpecMeter("m", client).read_meter, client, "scale factor 12")
+    finally:
+        client.close()
+        await server.shutdown()  # type: ignore[no-untyped-call]

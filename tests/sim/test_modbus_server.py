@@ -8,25 +8,31 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.constants import ExcCodes
 from sunspec2.modbus.client import SunSpecModbusClientDeviceTCP
 
 import sim.scenario as scenario_module
+from drivers.sunspec.codec import decode_block
 from sim.modbus_server import (
+    BASE_ADDRESS,
     METER_ID,
     MeterDevice,
     PvDevice,
     SimServerError,
+    SimSunSpecDevice,
     StorageDevice,
     SunSpecServer,
     start_park_servers,
 )
 from sim.scenario import Battery, Grid, PvPlant, Scenario, load_scenario
 from sim.state import BatteryState, MeterState, PvState
+from sim.sunspec_images import V_PHASE
 
 T0 = datetime(2026, 7, 15, 12, 0, tzinfo=UTC)
 PLANT = PvPlant(id="pv-1", dc_kwp=1800, ac_kw=1500)
@@ -227,3 +233,68 @@ async def test_start_park_servers_for_a_scenario(park: FakePark, caplog: pytest.
     client = AsyncModbusTcpClient("127.0.0.1", port=endpoints["meter"].port, timeout=0.5, reconnect_delay=0)
     assert not await client.connect()  # stopped means closed
     client.close()
+
+
+# -- every point that follows the park follows it, read after read (fixed parts are encoded once) ----
+
+_kw = st.floats(0, 1500)
+_pv_states = st.builds(PvState, st.just(T0), _kw, _kw, st.floats(0, 100), st.booleans(), st.floats(0.001, 4e6))
+_battery_states = st.builds(BatteryState, st.just(T0), st.floats(-2000, 2000), st.just(0.0), st.floats(0, 100),
+                            st.floats(50, 100), st.floats(0, 2000), st.floats(0, 2000), st.floats(0, 1e6),
+                            st.floats(0.001, 4e6), st.booleans())
+_meter_states = st.builds(MeterState, st.just(T0), st.floats(-9000, 9000), st.floats(0.01, 4e5),
+                          st.floats(0.01, 4e5), st.floats(9000, 11000), st.floats(49, 51))
+
+
+def _registers(device: SimSunSpecDevice) -> list[int]:
+    """The device's whole map as pymodbus holds it, from 40000."""
+    return [int(v) for run in device.simdata() for v in cast(list[int], run.values)]
+
+
+def _read_all(device: SimSunSpecDevice, regs: list[int]) -> dict[int, dict[str, Any]]:
+    """Every model of ``device`` as a client reading the whole map would decode it."""
+    assert asyncio.run(device.action(3, BASE_ADDRESS, BASE_ADDRESS, len(regs), regs, None)) is None
+    return {mdef.id: decode_block(mdef, regs[at - BASE_ADDRESS : at - BASE_ADDRESS + 2 + mdef.length])
+            for mdef, at in device.layout}
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(_pv_states, _battery_states, _meter_states), min_size=2, max_size=4))
+def test_every_park_derived_point_follows_the_park(states: list[tuple[PvState, BatteryState, MeterState]]) -> None:
+    park = FakePark()
+    pv, storage, meter = PvDevice(PLANT, park), StorageDevice(BATTERY, park), MeterDevice(GRID, park)
+    regs = {d: _registers(d) for d in (pv, storage, meter)}
+    for park.pv, park.battery, park.meter in states:
+        p, b, m = park.pv, park.battery, park.meter
+        inv, _, ctl = (got := _read_all(pv, regs[pv]))[103], got[120], got[123]
+        assert inv["W"] == pytest.approx(p.p_kw * 1000, abs=50)
+        assert inv["A"] == pytest.approx(p.p_kw * 1000 / V_PHASE, abs=0.5)
+        assert inv["WH"] == pytest.approx(p.energy_kwh * 1000, abs=0.5) or p.energy_kwh * 1000 < 0.5
+        throttled = p.limit_enabled and p.p_kw < p.available_kw - 1e-3
+        assert inv["St"] == (5 if throttled else 4 if p.p_kw > 0 else 2)
+        assert ctl["WMaxLim_Ena"] == int(p.limit_enabled)
+        assert ctl["WMaxLimPct"] == pytest.approx(p.limit_pct if p.limit_enabled else 100.0, abs=0.005)
+        got = _read_all(storage, regs[storage])
+        w = b.p_kw * 1000
+        assert got[103]["W"] == got[802]["W"] == pytest.approx(w, abs=50)
+        assert got[103]["WH"] == pytest.approx(b.discharge_kwh * 1000, abs=0.5) or b.discharge_kwh * 1000 < 0.5
+        assert got[103]["St"] == (4 if w != 0 else 8)
+        assert got[124]["ChaState"] == got[713]["SoC"] == got[802]["SoC"] == pytest.approx(b.soc_pct, abs=0.005)
+        assert got[713]["SoH"] == got[802]["SoH"] == pytest.approx(b.soh_pct, abs=0.005)
+        avail = max(0.0, b.soc_pct - BATTERY.soc_min_pct) / 100 * BATTERY.capacity_kwh * 1000
+        assert got[713]["WHAvail"] == pytest.approx(avail, abs=50)
+        assert got[802]["WChaRteMax"] == pytest.approx(b.available_charge_kw * 1000, abs=50)
+        assert got[802]["WDisChaRteMax"] == pytest.approx(b.available_discharge_kw * 1000, abs=50)
+        assert got[802]["A"] == pytest.approx(w / 800, abs=0.5)
+        assert got[802]["State"] == (4 if b.watchdog_tripped else 3)
+        assert got[124]["ChaSt"] == got[802]["ChaSt"]
+        assert got[124]["WChaMax"] == pytest.approx(2_000_000)  # and the fixed part stays
+        got = _read_all(meter, regs[meter])
+        mm = got[203]
+        assert mm["W"] == pytest.approx(m.p_kw * 1000, abs=500)
+        assert mm["PhV"] == pytest.approx(m.voltage_v / 3**0.5, abs=0.5)
+        assert mm["PPV"] == pytest.approx(m.voltage_v, abs=0.5)
+        assert mm["A"] == pytest.approx(abs(m.p_kw * 1000) / (3**0.5 * m.voltage_v) * 3, abs=0.05)
+        assert mm["Hz"] == pytest.approx(m.frequency_hz, abs=0.005)
+        assert mm["TotWhImp"] == pytest.approx(m.import_kwh * 1000, abs=5)
+        assert mm["TotWhExp"] == pytest.approx(m.export_kwh * 1000, abs=5)
