@@ -38,7 +38,7 @@ class CycleSettings(BaseModel):
     max_age_s: float = Field(default=30.0, gt=0, description="older readings count as stale")
     battery_resend_s: float = Field(default=20.0, gt=0, description="re-send before the device watchdog")
     pv_resend_s: float = Field(default=60.0, gt=0)
-    deadband_kw: float = Field(default=1.0, ge=0, description="smaller changes are not written")
+    deadband_kw: float = Field(default=5.0, ge=0, description="smaller changes are not written")
 
 
 @dataclass(frozen=True, slots=True)

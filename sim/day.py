@@ -122,7 +122,7 @@ def controller_config_for(
         strategy=strategy,  # type: ignore[arg-type]
         modbus=modbus,
         mqtt=MqttConfig(url=str(broker), client_id=f"parkctl-{scenario.site.name}-controller",
-                        max_age_s=max(30.0, 3 * MQTT_PUBLISH_S)),
+                        max_age_s=max(30.0, 3 * cycle_s)),
         loads=[
             LoadConfig(id=ld.id, nominal_kw=ld.p_kw, max_shed_s=ld.max_shed_s, min_gap_s=ld.min_off_s,
                        max_sheds_per_day=ld.max_sheds_per_day, rebound_factor=ld.rebound_factor,
@@ -150,7 +150,8 @@ async def _barrier(clock: Clock, bus: MqttLoadBus, period: timedelta, load_ids: 
 
 @contextlib.asynccontextmanager
 async def running_park(
-    scenario: Scenario, clock: Clock, mqtt_url: str | None, modbus_base_port: int = 0
+    scenario: Scenario, clock: Clock, mqtt_url: str | None, modbus_base_port: int = 0,
+    publish_s: float = MQTT_PUBLISH_S,
 ) -> AsyncIterator[tuple[Park, ParkEndpoints, BrokerUrl, SimMqttLoads]]:
     """Start the park's physics, Modbus servers, broker and MQTT devices; stop them all on exit."""
     park = Park(scenario, clock)
@@ -158,7 +159,7 @@ async def running_park(
         servers = await start_park_servers(park, scenario, base_port=modbus_base_port)
         devices = SimMqttLoads(
             broker.host, broker.port, site=scenario.site.name, load_ids=park.load_ids, park=park,
-            clock=clock, period_s=MQTT_PUBLISH_S, username=broker.username, password=broker.password,
+            clock=clock, period_s=publish_s, username=broker.username, password=broker.password,
         )  # fmt: skip
         try:
             await devices.start()
@@ -173,7 +174,10 @@ async def simulate_day(scenario: Scenario, options: SimOptions) -> SimResult:
     started = time.perf_counter()
     clock = SimClock(scenario.local_start, speed=options.speed, paused=True)  # still while setting up
     end = scenario.end_after(options.hours)
-    async with running_park(scenario, clock, options.mqtt_url) as (park, endpoints, broker, _):
+    # Loads report once per control cycle: more often would only be read as the same value.
+    async with running_park(scenario, clock, options.mqtt_url, publish_s=options.cycle_s) as (
+        park, endpoints, broker, _,
+    ):
         options.out_dir.mkdir(parents=True, exist_ok=True)
         db = options.out_dir / "controller.db"
         for old in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
