@@ -58,6 +58,16 @@ class Controller:
         return jobs
 
 
+class DeviceStatsFeed:
+    """Observer that hands the Modbus clients' counters to the metrics once per cycle."""
+
+    def __init__(self, metrics: ControllerMetrics, clients: dict[str, ModbusDeviceClient]) -> None:
+        self.metrics, self.clients = metrics, clients
+
+    def on_cycle(self, report: object) -> None:
+        self.metrics.update_devices({dev: c.stats for dev, c in self.clients.items()})
+
+
 def make_decider(config: ControllerConfig, plans: PlanHolder | None) -> Decide:
     site: SiteModel = config.site_model()
     if config.strategy == "rules":
@@ -138,7 +148,9 @@ async def build_controller(
     planner = None
     if plans is not None:
         if forecaster is None:
-            raise ConfigError("strategy 'mpc' needs a forecaster")
+            from controller.persistence_forecast import PersistenceForecaster
+
+            forecaster = PersistenceForecaster(store, config)
         listeners = [metrics] + ([telemetry] if telemetry else [])
         on_plan = [lambda p: store.save_plan(config.strategy, p.status, p.inputs.start, p.inputs.start
                                              + timedelta(seconds=p.inputs.step_s * p.inputs.n_steps),
@@ -147,7 +159,8 @@ async def build_controller(
             on_plan.append(lambda p: telemetry.publish_plan(plan_summary(p)))
         planner = Planner(config, forecaster, clock, plans, listeners=listeners, on_new_plan=on_plan,
                           peak_source=_month_peak(store))  # fmt: skip
-    all_observers: list[Observer] = [store, metrics, *([telemetry] if telemetry else []),
+    all_observers: list[Observer] = [store, metrics, DeviceStatsFeed(metrics, clients),
+                                     *([telemetry] if telemetry else []),
                                      *([planner] if planner else []), *observers]  # fmt: skip
     runtime = Runtime(devices, make_decider(config, plans), clock, config.cycle, all_observers)
     ctl = Controller(runtime=runtime, store=store, metrics=metrics, registry=registry, load_bus=bus,

@@ -55,7 +55,7 @@ class CheckRow:
     """The outcome of probing one device, the broker or one load."""
 
     name: str
-    kind: str  # pv, storage, meter, broker, load
+    kind: str  # pv, storage, meter, broker, load, sqlite
     endpoint: str
     ok: bool
     detail: str
@@ -111,7 +111,9 @@ def validate(path: str | Path) -> ControllerConfig:
         try:
             parse_mqtt_url(config.mqtt.url)
         except ConfigError as exc:
-            raise ConfigError(f"{path}: field 'mqtt.url': {str(exc).removeprefix('--mqtt-url ')}") from None
+            url = config.mqtt.url  # the message quotes it: never print what may be a password
+            why = str(exc).removeprefix("--mqtt-url ").replace(url, re.sub(r"://.*@", "://***@", url))
+            raise ConfigError(f"{path}: field 'mqtt.url': {why}") from None
     seen: dict[tuple[str, int, int], str] = {}
     for i, d in enumerate(config.modbus):
         other = seen.setdefault((d.host, d.port, d.unit_id), d.id)
@@ -266,7 +268,7 @@ async def probe_mqtt(config: ControllerConfig, timeout_s: float) -> list[CheckRo
     site = config.site.name
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
-    wanted = {tp.load_topic(site, ld.id, "availability") for ld in config.loads}
+    wanted = {tp.load_topic(site, ld.id, kind) for ld in config.loads for kind in ("availability", "state")}
     try:
         async with asyncio.timeout(timeout_s):
             t0 = time.perf_counter()

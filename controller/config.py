@@ -7,6 +7,7 @@ A wrong file raises :class:`ConfigError` naming the field and the reason.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -171,8 +172,8 @@ class ControllerConfig(_Model):
 
 
 def load_config(path: str | Path) -> ControllerConfig:
-    """Read and validate a YAML configuration file."""
+    """Read and validate a YAML configuration file; ``${NAME}`` in strings comes from the environment."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"configuration file {str(p)!r} does not exist")
-    return parse_yaml_model(p.read_text(encoding="utf-8"), ControllerConfig, str(p))
+    return parse_yaml_model(p.read_text(encoding="utf-8"), ControllerConfig, str(p), env=os.environ)

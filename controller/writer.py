@@ -61,7 +61,8 @@ class SetpointWriter:
 
     async def _attempt(self, key: str, call: Awaitable[object], errors: list[str]) -> bool:
         try:
-            await asyncio.wait_for(call, timeout=self.settings.write_timeout_s)
+            async with asyncio.timeout(self.settings.write_timeout_s):
+                await call
         except Exception as exc:
             self.errors[key] += 1
             errors.append(f"write {key}: {exc!r}")

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from controller.check import add_check_config_parser, cmd_check_config
 from parkctl.errors import ParkError
 
 
@@ -63,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
     sim.add_argument("--modbus-port", type=int, default=0, metavar="BASE",
                      help="serve: Modbus devices on consecutive ports from BASE (default: free ports)")
+    add_check_config_parser(sub)
+
+    run = sub.add_parser("run", help="run the controller against the devices a configuration names")
+    run.add_argument("--config", type=Path, required=True, help="controller configuration (YAML)")
     return parser
 
 
@@ -93,11 +98,18 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from controller.run import run_controller
+
+    asyncio.run(run_controller(args.config))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
-    handlers = {"sim": _cmd_sim}
+    handlers = {"sim": _cmd_sim, "check-config": cmd_check_config, "run": _cmd_run}
     try:
         return handlers[args.command](args)
     except ParkError as exc:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -49,7 +50,7 @@ class BrokerUrl:
 
 def parse_mqtt_url(url: str) -> BrokerUrl:
     """``mqtt://[user[:password]@]host[:port]`` or ``mqtts://...``; ConfigError in one line otherwise."""
-    bad = f"--mqtt-url {url!r}: "
+    bad = f"--mqtt-url {re.sub(r'://.*@', '://***@', url)!r}: "  # never echo a password
     try:
         parts = urlsplit(url.strip())
         port = parts.port

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import gc
 import json
 import logging
 import time
@@ -193,6 +194,8 @@ async def simulate_day(scenario: Scenario, options: SimOptions) -> SimResult:
                 tasks.append(asyncio.create_task(barrier, name="barrier"))
             for task in tasks:
                 clock.adopt(task)
+            gc.collect()
+            gc.freeze()  # the park's arrays and the model live all run: keep full collections short
             clock.resume()
             try:
                 await clock.sleep_until(end, priority=1_000)
