@@ -19,7 +19,7 @@ from controller.cycle import Decide, Observer, Runtime
 from controller.devices import DeviceSet
 from controller.forecast import Forecaster
 from controller.metrics import ControllerMetrics, MetricsServer, serve_metrics
-from controller.mpc import PlanHolder, decide_mpc
+from controller.mpc import ActivePlan, PlanHolder, decide_mpc
 from controller.planner import Planner
 from controller.rules import SiteModel, decide_rules
 from controller.setpoints import Setpoints
@@ -66,6 +66,28 @@ class DeviceStatsFeed:
 
     def on_cycle(self, report: object) -> None:
         self.metrics.update_devices({dev: c.stats for dev, c in self.clients.items()})
+
+
+def resume_from_store(store: Store, runtime: Runtime, plans: PlanHolder | None, now: datetime) -> None:
+    """Pick up where a previous run (or a crash) left off: what devices were told, and the plan."""
+    state = store.resume_state()
+    if state.last_commanded is not None:
+        base, last = runtime.writer.commanded, state.last_commanded
+        runtime.writer.commanded = Setpoints(
+            pv_limit_kw={**base.pv_limit_kw, **{k: v for k, v in last.pv_limit_kw.items() if k in base.pv_limit_kw}},
+            battery_p_kw={**base.battery_p_kw,
+                          **{k: v for k, v in last.battery_p_kw.items() if k in base.battery_p_kw}},
+            load_shed={**base.load_shed, **{k: v for k, v in last.load_shed.items() if k in base.load_shed}},
+            reason="resumed",
+        )  # fmt: skip
+    stored = state.current_plan
+    if plans is not None and stored is not None and stored.horizon_start <= now < stored.horizon_end:
+        try:
+            plan = Plan.model_validate_json(stored.plan) if isinstance(stored.plan, str) else Plan.model_validate(
+                stored.plan)
+        except ValueError:
+            return  # a plan from an older version: the planner makes a new one at once
+        plans.set(ActivePlan(plan=plan, created_at=stored.created))
 
 
 def make_decider(config: ControllerConfig, plans: PlanHolder | None) -> Decide:
@@ -163,6 +185,7 @@ async def build_controller(
                                      *([telemetry] if telemetry else []),
                                      *([planner] if planner else []), *observers]  # fmt: skip
     runtime = Runtime(devices, make_decider(config, plans), clock, config.cycle, all_observers)
+    resume_from_store(store, runtime, plans, clock.now())
     ctl = Controller(runtime=runtime, store=store, metrics=metrics, registry=registry, load_bus=bus,
                      telemetry=telemetry, planner=planner, plans=plans, clients=clients)  # fmt: skip
     try:
