@@ -45,7 +45,7 @@ def column_bounds(d: ModelData) -> Bounds:
         "dl_p": (z(n_d * T), d.dl_ub.ravel()),
         "dl_short": (z(n_d), z(n_d)),
         "dl_on": (d.on_lb[bi].ravel(), d.on_ub[bi].ravel()),
-        "dl_start": (z(len(bi) * T), np.ones(len(bi) * T)),
+        "dl_start": (z(len(bi) * T), d.start_ub[bi].ravel()),
         "dr_short": (z(S.n_reduction_events), np.full(S.n_reduction_events, BIG)),
     }
     if S.has_cap_events:
@@ -104,7 +104,8 @@ def cost_coefs(d: ModelData) -> dict[str, np.ndarray]:
         "imp": dt * d.price_imp,
         "exp": -dt * d.price_exp,
         "peak": np.array([d.demand_rate]),
-        "dis": dt * np.repeat(d.deg, T),
+        "dis": dt * (np.repeat(d.deg, T) + d.cycle_tb),
+        "ch": np.full(len(S.batteries) * T, dt * d.cycle_tb),
         "shed": shed,
         "dr_short": np.asarray(d.red_penalty, dtype=float),
     }

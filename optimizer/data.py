@@ -83,6 +83,7 @@ class ModelData:
     pch: np.ndarray
     pdis: np.ndarray
     deg: np.ndarray
+    cycle_tb: float  # CNY per kWh charged or discharged (settings.battery_tiebreak_cny_per_kwh)
     shed_init: np.ndarray  # (L,) 1 if shed at start
     shed_lb: np.ndarray  # (L, T)
     shed_ub: np.ndarray
@@ -94,6 +95,7 @@ class ModelData:
     dl_energy: np.ndarray  # (D,)
     on_lb: np.ndarray  # (D, T) used for binary loads only
     on_ub: np.ndarray
+    start_ub: np.ndarray  # (D, T) 1 where a run may start and still fit min_run inside the window
     on_init: np.ndarray  # (D,)
     red_mask: np.ndarray  # (E, T) bool
     red_rhs: np.ndarray  # (E,) kWh
@@ -147,18 +149,26 @@ def _shed_arrays(inp: OptimizerInputs, rules: list[ShedRule], n_days: int) -> di
 def _defer_arrays(inp: OptimizerInputs, rules: list[DeferRule]) -> dict[str, np.ndarray]:
     T, s = inp.n_steps, inp.step_s
     D = len(rules)
-    dl_ub, on_lb, on_ub = np.zeros((D, T)), np.zeros((D, T)), np.zeros((D, T))
+    dl_ub, on_lb, on_ub, start_ub = np.zeros((D, T)), np.zeros((D, T)), np.zeros((D, T)), np.zeros((D, T))
     on_init, energy = np.zeros(D), np.zeros(D)
     for i, d in enumerate(inp.deferrable_loads):
         dl_ub[i, d.window_start : d.window_end] = d.p_max_kw
         on_ub[i, d.window_start : d.window_end] = 1.0
+        start_ub[i, d.window_start : max(d.window_start, d.window_end - max(rules[i].min_run_steps, 1) + 1)] = 1.0
         energy[i] = d.energy_kwh
         if d.running_s_at_start > 0:
             on_init[i] = 1.0
             must = _steps_ceil(d.min_run_s - d.running_s_at_start, s)
             on_lb[i, :must] = 1.0
             on_lb[i] = np.minimum(on_lb[i], on_ub[i])  # the window prevails
-    return {"dl_ub": dl_ub, "on_lb": on_lb, "on_ub": on_ub, "on_init": on_init, "dl_energy": energy}
+    return {
+        "dl_ub": dl_ub,
+        "on_lb": on_lb,
+        "on_ub": on_ub,
+        "start_ub": start_ub,
+        "on_init": on_init,
+        "dl_energy": energy,
+    }
 
 
 def _dr_arrays(inp: OptimizerInputs) -> dict[str, np.ndarray]:
@@ -230,7 +240,7 @@ def derive(inp: OptimizerInputs) -> ModelData:
         e0=cap * init / 100, e_lo=cap * np.minimum(e_min, init) / 100, e_hi=cap * np.maximum(e_max, init) / 100,
         e_term=cap * np.array([b.soc_terminal_pct for b in bats]) / 100,
         pch=np.array([b.p_charge_max_kw for b in bats]), pdis=np.array([b.p_discharge_max_kw for b in bats]),
-        deg=np.array([b.degradation_cny_per_kwh for b in bats]),
+        deg=np.array([b.degradation_cny_per_kwh for b in bats]), cycle_tb=inp.settings.battery_tiebreak_cny_per_kwh,
         day_of_step=day, shed_cost=np.array([ld.shed_cost_cny_per_kwh for ld in inp.interruptible_loads]),
         il_running=running, il_rebound0=rebound0,
         demand_rate=inp.demand_charge_cny_per_kw, peak_lb=inp.month_peak_so_far_kw,

@@ -65,7 +65,7 @@ def load_kw(d: ModelData, shed: np.ndarray, dl: np.ndarray) -> np.ndarray:
         if r.rebound_kw > 0:
             for k in range(1, r.rebound_steps + 1):
                 load[k:] += r.rebound_kw * shed[i, : T - k]
-    return load
+    return np.asarray(load, dtype=float)
 
 
 def soe_path(d: ModelData, ch: np.ndarray, dis: np.ndarray) -> np.ndarray:
@@ -74,14 +74,39 @@ def soe_path(d: ModelData, ch: np.ndarray, dis: np.ndarray) -> np.ndarray:
     return np.asarray(d.e0[:, None] + np.cumsum(step, axis=1), dtype=float)
 
 
-def _net_batteries(d: ModelData, ch: np.ndarray, dis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _net_batteries(d: ModelData, f: Flows, ch: np.ndarray, dis: np.ndarray, pv: np.ndarray) -> list[str]:
+    """Remove simultaneous charge and discharge in place (see the module docstring).
+
+    Per battery-step: the SoC-preserving form when the bus can take the surplus there (less import, export
+    within the cap, or curtailment); else the bus-preserving form (``ch - dis`` kept, the battery keeps
+    the energy it was burning) when the raised SoC path stays within its bounds; else left, with a note.
+    """
     eta = np.array(d.structure.batteries).reshape(-1, 2)
-    ec, ed = eta[:, :1], eta[:, 1:]
+    notes, kept = 0, []
     both = np.minimum(ch, dis) > 0
-    stored = ec * ch - dis / ed
-    new_ch = np.where(both, np.where(stored >= 0, stored / ec, 0.0), ch)
-    new_dis = np.where(both, np.where(stored >= 0, 0.0, -stored * ed), dis)
-    return new_ch, new_dis
+    for t, b in sorted(zip(*np.nonzero(both.T), strict=True)):  # in time order: SoC paths build on earlier steps
+        c, x, ec, ed = ch[b, t], dis[b, t], eta[b, 0], eta[b, 1]
+        stored = ec * c - x / ed
+        c1, x1 = (stored / ec, 0.0) if stored >= 0 else (0.0, -stored * ed)
+        surplus = (c - x) - (c1 - x1)
+        net = load_kw(d, f.shed, f.dl)[t] - pv[:, t].sum() + (ch[:, t] - dis[:, t]).sum()
+        room = max(net, 0.0) + d.exp_ub[t] + min(net, 0.0) + pv[:, t].sum()
+        if surplus <= room + 1e-9:
+            ch[b, t], dis[b, t] = c1, x1
+            notes += 1
+            continue
+        c2, x2 = max(c - x, 0.0), max(x - c, 0.0)
+        rise = d.dt * ((ec * c2 - x2 / ed) - stored)
+        path = soe_path(d, ch, dis)[b, t:] + rise
+        if path.max() <= d.e_hi[b] + 1e-9:
+            ch[b, t], dis[b, t] = c2, x2
+            notes += 1
+        else:
+            kept.append((int(b), int(t)))
+    out = [f"netted simultaneous charge/discharge in {notes} battery-steps"] if notes else []
+    if kept:
+        out.append(f"could not net charge/discharge at (battery, step) {kept[:5]}")
+    return out
 
 
 def clean(f: Flows, d: ModelData) -> tuple[Flows, list[str]]:
@@ -92,10 +117,7 @@ def clean(f: Flows, d: ModelData) -> tuple[Flows, list[str]]:
     dis = np.clip(f.dis, 0.0, d.pdis[:, None])
     dl = np.clip(f.dl, 0.0, d.dl_ub)
     dl = np.where(f.dl_on | (dl > 1e-6), dl, 0.0)
-    both = int(np.sum(np.minimum(ch, dis) > 0))
-    if both:
-        ch, dis = _net_batteries(d, ch, dis)
-        notes.append(f"netted simultaneous charge/discharge in {both} battery-steps")
+    notes += _net_batteries(d, replace(f, dl=dl), ch, dis, pv)
     net = load_kw(d, f.shed, dl) - pv.sum(axis=0) + (ch - dis).sum(axis=0)
     over = np.maximum(-net - d.exp_ub, 0.0)  # export beyond the cap: curtail PV instead
     if np.any(over > TOL) and pv.shape[0]:

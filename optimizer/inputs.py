@@ -167,6 +167,12 @@ class SolverSettings(_Model):
     mip_rel_gap: float = Field(default=0.005, ge=0, le=1)
     green_rel_tol: float = Field(default=1e-3, ge=0, le=0.1)
     green_abs_tol_kwh: float = Field(default=0.01, ge=0)
+    green_tiebreak_kwh_per_cny: float = Field(
+        default=1e-4, gt=0, le=1e-2, description="weight of cost in green-maximising solves (numerics)"
+    )
+    battery_tiebreak_cny_per_kwh: float = Field(
+        default=1e-5, ge=0, le=1e-2, description="cost per kWh charged or discharged: no idle cycling in ties"
+    )
 
 
 class OptimizerInputs(_Model):
@@ -180,7 +186,7 @@ class OptimizerInputs(_Model):
     export_price_cny_per_kwh: Series
     import_cap_kw: Series
     export_cap_kw: Series
-    carbon_kg_per_kwh: Series
+    carbon_kg_per_kwh: Series = Field(default_factory=list, description="empty: 0.5366 at every step")
     tou_period: list[str] = Field(default_factory=list, description="informative, per step; may be empty")
     demand_charge_cny_per_kw: float = Field(default=0.0, ge=0, allow_inf_nan=False)
     month_peak_so_far_kw: float = Field(default=0.0, ge=0, allow_inf_nan=False)
@@ -191,6 +197,13 @@ class OptimizerInputs(_Model):
     dr_events: list[DrEvent] = Field(default_factory=list)
     settings: SolverSettings = SolverSettings()
     mode: Literal["forecast", "oracle"] = "forecast"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_carbon(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not len(data.get("carbon_kg_per_kwh", [])) and "n_steps" in data:
+            return {**data, "carbon_kg_per_kwh": [DEFAULT_CARBON_KG_PER_KWH] * int(data["n_steps"])}
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> OptimizerInputs:

@@ -117,17 +117,14 @@ def _layout(m: pyo.ConcreteModel, d: ModelData, repn: object, families: list[str
 
 def membership_entries(layout: Layout, d: ModelData) -> Entries:
     """Matrix entries that depend on data: which steps fall in each local day and each DR window."""
-    S, T = d.structure, d.structure.n_steps
+    S = d.structure
     out: Entries = {}
-    y = layout.cols["shed_start"]
-    for i in range(len(S.sheds)):
-        day_rows = layout.rows[f"shed_day_{i}"]
-        for t in range(T):
-            out[(int(day_rows[d.day_of_step[t]]), int(y[i * T + t]))] = 1.0
+    if S.sheds:
+        day_rows = np.stack([layout.rows[f"shed_day_{i}"][d.day_of_step] for i in range(len(S.sheds))])
+        out = dict.fromkeys(zip(day_rows.ravel().tolist(), layout.cols["shed_start"].tolist(), strict=True), 1.0)
     imp = layout.cols["imp"]
-    for e, row in enumerate(layout.rows["dr_red"]):
-        for t in np.flatnonzero(d.red_mask[e]):
-            out[(int(row), int(imp[t]))] = d.dt
+    for e, row in enumerate(layout.rows["dr_red"].tolist()):
+        out.update(dict.fromkeys(((row, c) for c in imp[d.red_mask[e]].tolist()), d.dt))
     return out
 
 

@@ -52,9 +52,12 @@ Cost (CNY) ``= dt*sum (price_imp*imp - price_exp*exp) + demand_rate*(peak - mont
 + dt*sum deg*dis + dt*sum shed_cost*shed_kw*shed + sum dr_penalty*dr_short + dt*sum cap_penalty*cap_short
 + sum_l,t shed[l,t]*rebound_kw*dt*n_after(t)*price_imp[T-1]``, the last term pricing rebound that would fall
 after the horizon (``n_after(t) = clip(t + R - (T-1), 0, R)`` steps). Battery degradation is charged on
-discharged energy, as sim/kpi.py accounts it.
-Lexicographic, two solves: stage 1 maximises green (G1); stage 2 minimises cost subject to
-``green >= G1 - max(green_abs_tol_kwh, green_rel_tol*|G1|)``.
+discharged energy, as sim/kpi.py accounts it, plus ``battery_tiebreak_cny_per_kwh`` (1e-5 by default) on
+every kWh charged or discharged so that ties never cycle a battery for nothing; both are in
+``degradation_cny``.
+Lexicographic order (see :mod:`optimizer.solve`): minimise cost subject to ``green >= G_LP - tol``, with
+``G_LP`` the largest green of the linear relaxation and ``tol = max(green_abs_tol_kwh, green_rel_tol * PV
+available kWh)``; the full definition, including the rare fallback floor, is in optimizer/README.md.
 """
 
 from __future__ import annotations
@@ -84,12 +87,17 @@ def _num(v: float) -> float | None:
     return None if abs(v) >= BIG else v
 
 
-def _var(m: pyo.ConcreteModel, cb: Bounds, name: str, binary: bool = False) -> pyo.Var:
+def _vars(m: pyo.ConcreteModel, name: str) -> list[object]:
+    """The family's VarData as a plain list: indexing it is several times cheaper than ``Var[i]``."""
+    return list(m.component(name).values())
+
+
+def _var(m: pyo.ConcreteModel, cb: Bounds, name: str, binary: bool = False) -> list[object]:
     lo = [_num(v) for v in cb[name][0].tolist()]
     hi = [_num(v) for v in cb[name][1].tolist()]
     v = pyo.Var(range(len(lo)), domain=pyo.Binary if binary else pyo.Reals, bounds=lambda _m, i: (lo[i], hi[i]))
     m.add_component(name, v)
-    return v
+    return list(v.values())
 
 
 def _rows(m: pyo.ConcreteModel, rb: Bounds, name: str, fn: RowFn) -> None:
@@ -113,7 +121,7 @@ def _linear(m: pyo.ConcreteModel, coefs: dict[str, np.ndarray], constant: float 
     c: list[float] = []
     x: list[object] = []
     for name, values in coefs.items():
-        comp = m.component(name)
+        comp = _vars(m, name)
         for i, v in enumerate(values.tolist()):
             if v != 0.0:
                 c.append(v)
@@ -142,7 +150,7 @@ def build_model(d: ModelData, green_floor: float | None = None) -> pyo.ConcreteM
     _var(m, cb, "dr_short")
     if S.has_cap_events:
         _var(m, cb, "cap_short")
-    dl_p = m.dl_p
+    dl_p = _vars(m, "dl_p")
     n_d = len(S.defers)
 
     def balance(t: int) -> Terms:
@@ -198,7 +206,7 @@ def build_model(d: ModelData, green_floor: float | None = None) -> pyo.ConcreteM
 
 def _add_shed_rows(m: pyo.ConcreteModel, rb: Bounds, d: ModelData) -> None:
     S, T = d.structure, d.structure.n_steps
-    shed, y, w, pad = m.shed, m.shed_start, m.shed_end, m.shed_day_pad
+    shed, y, w, pad = (_vars(m, n) for n in ("shed", "shed_start", "shed_end", "shed_day_pad"))
 
     def link(k: int) -> Terms:
         t = k % T
@@ -235,7 +243,7 @@ def _add_shed_rows(m: pyo.ConcreteModel, rb: Bounds, d: ModelData) -> None:
 
 def _add_defer_rows(m: pyo.ConcreteModel, rb: Bounds, d: ModelData) -> None:
     S, T, dt = d.structure, d.structure.n_steps, d.dt
-    p, short, on, z = m.dl_p, m.dl_short, m.dl_on, m.dl_start
+    p, short, on, z = (_vars(m, n) for n in ("dl_p", "dl_short", "dl_on", "dl_start"))
 
     def energy(i: int) -> Terms:
         return [dt] * T + [1.0], [*(p[i * T + t] for t in range(T)), short[i]]
@@ -269,7 +277,7 @@ def _add_defer_rows(m: pyo.ConcreteModel, rb: Bounds, d: ModelData) -> None:
 
 def _add_dr_rows(m: pyo.ConcreteModel, rb: Bounds, d: ModelData) -> None:
     S, dt = d.structure, d.dt
-    imp, short = m.imp, m.dr_short
+    imp, short = _vars(m, "imp"), _vars(m, "dr_short")
 
     def reduction(e: int) -> Terms:
         steps = np.flatnonzero(d.red_mask[e])
@@ -277,4 +285,5 @@ def _add_dr_rows(m: pyo.ConcreteModel, rb: Bounds, d: ModelData) -> None:
 
     _rows(m, rb, "dr_red", reduction)
     if S.has_cap_events:
-        _rows(m, rb, "dr_cap", lambda t: ([1.0, -1.0], [imp[t], m.cap_short[t]]))
+        cap_short = _vars(m, "cap_short")
+        _rows(m, rb, "dr_cap", lambda t: ([1.0, -1.0], [imp[t], cap_short[t]]))

@@ -100,7 +100,7 @@ def evaluate(d: ModelData, f: Flows) -> Objective:
     energy = dt * float(d.price_imp @ f.imp - d.price_exp @ f.exp)
     peak = float(max(f.imp.max(initial=0.0), d.peak_lb))
     demand = d.demand_rate * (peak - d.peak_lb)
-    degradation = dt * float((d.deg[:, None] * f.dis).sum())
+    degradation = dt * float((d.deg[:, None] * f.dis).sum() + d.cycle_tb * (f.ch.sum() + f.dis.sum()))
     shed_kw = np.array([r.shed_kw for r in S.sheds]).reshape(-1, 1)
     shed = dt * float((d.shed_cost[:, None] * shed_kw * f.shed).sum())
     rebound = float((after_horizon_rebound(d) * f.shed).sum())

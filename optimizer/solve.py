@@ -13,8 +13,10 @@ many orders of magnitude above the prices, past what solver tolerances keep exac
 same steep margin means the last 0.1 % of green can cost more than a percent of the day's bill; set
 ``green_rel_tol = 0`` for the strict order.
 
-Numerics: green alone is a massively degenerate objective (dual simplex stalls on it), so every green
-solve uses ``-green + EPS*cost`` first and then, for the bound, re-solves ``-green`` from that basis.
+Numerics: green alone is a massively degenerate objective (dual simplex stalls on it from scratch), so a
+cold green solve uses ``-green + eps*cost`` first (``eps = settings.green_tiebreak_kwh_per_cny``, 1e-4 by default)
+and then, for the bound, re-solves ``-green`` from that basis; ``G1`` is the green of the MIP optimum of
+``-green + eps*cost``.
 
 Time: the stage-2 MIP gets the remaining time (60 % of it when a stage-1 MIP may still be needed). A stage
 stopped by the time limit with an incumbent gives status ``time_limit`` and that incumbent; without one
@@ -29,14 +31,15 @@ from dataclasses import dataclass
 import highspy
 import numpy as np
 
+from optimizer.data import ModelData
 from optimizer.inputs import SolverSettings
 from optimizer.lp import Layout, Vectors
+from optimizer.rounding import round_integers
 
 MS = highspy.HighsModelStatus
 _STOPPED = {MS.kTimeLimit, MS.kInterrupt, MS.kSolutionLimit, MS.kIterationLimit, MS.kObjectiveBound,
             MS.kObjectiveTarget, MS.kHighsInterrupt}  # type: ignore[attr-defined]  # fmt: skip
 _INFEASIBLE = {MS.kInfeasible, MS.kUnboundedOrInfeasible}
-EPS = 1e-4  # kWh of green per CNY of cost: tie-break that keeps green solves non-degenerate
 Start = tuple[np.ndarray, np.ndarray]  # (column indices, values): a full or partial MIP start
 
 
@@ -65,12 +68,16 @@ def full_start(x: np.ndarray) -> Start:
     return np.arange(len(x), dtype=np.int32), np.asarray(x, dtype=float)
 
 
-def run_stage(h: highspy.Highs, time_limit_s: float, gap: float, start: Start | None = None) -> StageResult:
+def run_stage(
+    h: highspy.Highs, time_limit_s: float, gap: float, start: Start | None = None, presolve: bool = True
+) -> StageResult:
     """One HiGHS run with a time limit; classifies the outcome.
 
     A partial start (integer columns only) is completed by HiGHS with an LP over the other columns.
+    LPs run without presolve: on the bench park it cost more than it saved (2.1 s against 1.2 s).
     """
     h.setOptionValue("time_limit", float(max(time_limit_s, 0.05)))
+    h.setOptionValue("presolve", "choose" if presolve else "off")
     h.setOptionValue("mip_rel_gap", float(gap))
     if start is not None:
         h.setSolution(len(start[0]), start[0].astype(np.int32), start[1].astype(float))
@@ -111,19 +118,49 @@ def _relax(h: highspy.Highs, layout: Layout, on: bool) -> None:
         h.changeColsIntegrality(len(ints), ints, kind)
 
 
-def green_bound(h: highspy.Highs, layout: Layout, v: Vectors, deadline: float) -> tuple[StageResult, float]:
+Bases = dict[str, highspy.HighsBasis]  # HiGHS bases kept per objective between rolling re-solves
+
+
+def _from_basis(h: highspy.Highs, bases: Bases | None, key: str) -> None:
+    """Start simplex from the basis this objective ended with last time, else from scratch.
+
+    A basis left by the other objective is worse than none: the cost LP warm-started from the green
+    optimum took 6x longer than a cold start on the bench park.
+    """
+    if bases is not None and key in bases and h.setBasis(bases[key]) == highspy.HighsStatus.kOk:
+        return
+    h.clearSolver()
+
+
+def _keep_basis(h: highspy.Highs, bases: Bases | None, key: str, result: StageResult) -> None:
+    if bases is not None and result.status == "optimal":
+        bases[key] = h.getBasis()
+
+
+def green_bound(
+    h: highspy.Highs, layout: Layout, v: Vectors, deadline: float, eps: float, bases: Bases | None = None
+) -> tuple[StageResult, float]:
     """The LP relaxation's largest green ``G_LP`` (nan if not proven) and the stage result of the LP."""
     n = layout.n_col
     mip = layout.is_mip()
     if mip:
         _relax(h, layout, True)
     try:
-        _objective(h, n, -v.green + EPS * v.cost, 0.0)
-        first = run_stage(h, deadline - time.perf_counter(), 0.0)
+        if bases is not None and "green" in bases:  # re-solve: straight from the last green optimum's basis
+            _objective(h, n, -v.green, 0.0)
+            _from_basis(h, bases, "green")
+            warm = run_stage(h, deadline - time.perf_counter(), 0.0, presolve=False)
+            _keep_basis(h, bases, "green", warm)
+            if warm.status == "optimal" and warm.x is not None:
+                return warm, float(v.green @ warm.x)
+        _objective(h, n, -v.green + eps * v.cost, 0.0)
+        h.clearSolver()
+        first = run_stage(h, deadline - time.perf_counter(), 0.0, presolve=False)
         if first.x is None:
             return first, float("nan")
         _objective(h, n, -v.green, 0.0)
-        pure = run_stage(h, deadline - time.perf_counter(), 0.0)
+        pure = run_stage(h, deadline - time.perf_counter(), 0.0, presolve=False)
+        _keep_basis(h, bases, "green", pure)
         if pure.status != "optimal" or pure.x is None:
             return first, float("nan")
         return pure, float(v.green @ pure.x)
@@ -133,23 +170,69 @@ def green_bound(h: highspy.Highs, layout: Layout, v: Vectors, deadline: float) -
 
 
 def _cost_stage(
-    h: highspy.Highs, layout: Layout, v: Vectors, floor: float, time_s: float, gap: float, start: Start | None
-) -> StageResult:
+    h: highspy.Highs, layout: Layout, v: Vectors, floor: float, time_s: float, gap: float, start: Start | None,
+    d: ModelData | None = None, bases: Bases | None = None,
+) -> tuple[StageResult, str]:  # fmt: skip
+    """Least cost with green >= floor. For a MIP: relax, round (optimizer.rounding), re-solve the LP with
+    the rounded on/off decisions fixed; if that is within ``gap`` of the relaxation it is the answer,
+    otherwise the MIP runs seeded with it."""
     _objective(h, layout.n_col, v.cost, v.cost_offset)
     h.changeRowBounds(int(layout.rows["green_floor"][0]), floor, highspy.kHighsInf)
-    return run_stage(h, time_s, gap, start if layout.is_mip() else None)
+    if not layout.is_mip():
+        _from_basis(h, bases, "cost")
+        r = run_stage(h, time_s, gap, presolve=False)
+        _keep_basis(h, bases, "cost", r)
+        return r, "LP"
+    if d is None:
+        return run_stage(h, time_s, gap, start), "MIP"
+    t_end = time.perf_counter() + time_s
+    n, cols = layout.n_col, np.arange(layout.n_col, dtype=np.int32)
+    T = d.n_steps
+    _relax(h, layout, True)
+    try:
+        _from_basis(h, bases, "cost")
+        lp = run_stage(h, time_s, 0.0, presolve=False)
+        _keep_basis(h, bases, "cost", lp)
+        if lp.x is None:
+            return lp, "relaxation"
+        c_lp = float(v.cost @ lp.x) + v.cost_offset
+        idx = np.concatenate([layout.cols["shed"], layout.cols["dl_on"]]).astype(np.int32)
+        shed, on = round_integers(
+            d, lp.x[layout.cols["shed"]].reshape(-1, T), lp.x[layout.cols["dl_on"]].reshape(-1, T)
+        )
+        vals = np.concatenate([shed.ravel(), on.ravel()])
+        known = ~np.isnan(vals)
+        if known.all():
+            lo, hi = v.col_lower.copy(), v.col_upper.copy()
+            lo[idx], hi[idx] = vals, vals
+            h.changeColsBounds(n, cols, lo, hi)
+            fixed = run_stage(h, t_end - time.perf_counter(), 0.0, presolve=False)
+            h.changeColsBounds(n, cols, v.col_lower, v.col_upper)
+            if fixed.x is not None:
+                c_r = float(v.cost @ fixed.x) + v.cost_offset
+                gap_r = max(0.0, c_r - c_lp) / max(1.0, abs(c_r))
+                if gap_r <= gap and lp.status == fixed.status == "optimal":  # the relaxation is a bound
+                    return StageResult("optimal", fixed.x, gap_r, lp.seconds + fixed.seconds, "rounded"), "rounding"
+                start = full_start(fixed.x)
+        elif start is None and known.any():
+            start = (idx[known], vals[known])
+    finally:
+        _relax(h, layout, False)
+    return run_stage(h, t_end - time.perf_counter(), gap, start), "MIP"
 
 
 def solve_lexicographic(
     h: highspy.Highs, layout: Layout, v: Vectors, settings: SolverSettings, deadline: float,
-    start: Start | None = None,
+    start: Start | None = None, d: ModelData | None = None, bases: Bases | None = None,
 ) -> LexResult:  # fmt: skip
-    """Green bound, then cost under the green floor (see the module docstring); ``start`` seeds the MIP."""
+    """Green bound, then cost under the green floor (see the module docstring); ``start`` seeds the MIP,
+    ``d`` (the model data) enables the rounding heuristic."""
     t0 = time.perf_counter()
     row = int(layout.rows["green_floor"][0])
     h.changeRowBounds(row, -highspy.kHighsInf, highspy.kHighsInf)
     tol = green_tolerance(v, layout, settings)
-    lp, g_lp = green_bound(h, layout, v, deadline)
+    eps = settings.green_tiebreak_kwh_per_cny
+    lp, g_lp = green_bound(h, layout, v, deadline, eps, bases)
     if lp.x is None or not np.isfinite(g_lp):
         status = lp.status if lp.status in ("infeasible", "no_solution") else "error"
         return LexResult(status, None, float("nan"), float("nan"), float("inf"), float("inf"),
@@ -157,21 +240,21 @@ def solve_lexicographic(
     mip = layout.is_mip()
     floor = g_lp - tol
     left = deadline - time.perf_counter()
-    s2 = _cost_stage(h, layout, v, floor, left * (0.6 if mip else 1.0), settings.mip_rel_gap, start)
-    msg = f"green bound {g_lp:.3f} kWh (tol {tol:.3f}); cost stage {s2.model_status} in {s2.seconds:.3f} s"
+    s2, how = _cost_stage(h, layout, v, floor, left * (0.6 if mip else 1.0), settings.mip_rel_gap, start, d, bases)
+    msg = f"green bound {g_lp:.3f} kWh (tol {tol:.3f}); cost stage ({how}) {s2.model_status} in {s2.seconds:.3f} s"
     if mip and s2.x is None and s2.status in ("infeasible", "no_solution"):
         # On/off rules keep green more than tol below the LP bound: find the MIP's own green first.
         h.changeRowBounds(row, -highspy.kHighsInf, highspy.kHighsInf)
-        _objective(h, layout.n_col, -v.green + EPS * v.cost, 0.0)
+        _objective(h, layout.n_col, -v.green + eps * v.cost, 0.0)
         s1 = run_stage(h, 0.5 * (deadline - time.perf_counter()), settings.mip_rel_gap, start)
         msg += f"; green MIP {s1.model_status} in {s1.seconds:.3f} s"
         if s1.x is None:
             return LexResult(s1.status, None, float("nan"), float("nan"), float("inf"), float("inf"),
                              time.perf_counter() - t0, msg)  # fmt: skip
         floor = float(v.green @ s1.x) - tol
-        s2 = _cost_stage(h, layout, v, floor, deadline - time.perf_counter(), settings.mip_rel_gap,
-                         full_start(s1.x))  # fmt: skip
-        msg += f", floor lowered to {floor:.3f} kWh; cost stage {s2.model_status} in {s2.seconds:.3f} s"
+        s2, how = _cost_stage(h, layout, v, floor, deadline - time.perf_counter(), settings.mip_rel_gap,
+                              full_start(s1.x), d, bases)  # fmt: skip
+        msg += f", floor lowered to {floor:.3f} kWh; cost stage ({how}) {s2.model_status} in {s2.seconds:.3f} s"
         if s2.x is None:
             s2 = StageResult("time_limit", s1.x, float("inf"), s2.seconds, s2.model_status)
             msg += ": green-stage plan used, cost not optimised"
