@@ -66,6 +66,7 @@ class LoadConfig(_Model):
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     nominal_kw: float = Field(gt=0)
     max_shed_s: float = Field(default=3600.0, gt=0)
+    min_shed_s: float = Field(default=0.0, ge=0, description="once shed, it stays off at least this long")
     min_gap_s: float = Field(default=600.0, ge=0, description="minimum run time between two sheds")
     max_sheds_per_day: int = Field(default=4, ge=0)
     rebound_factor: float = Field(default=0.3, ge=0, le=2, description="energy drawn back, share of the shed")

@@ -12,8 +12,9 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from controller.config import ControllerConfig, PlannerConfig
+from controller.config import ControllerConfig
 from controller.forecast import Forecast
+from optimizer.command import tariff_series
 from optimizer.inputs import (
     BatteryInput,
     DrEvent,
@@ -50,11 +51,6 @@ def plan_start(now: datetime, step_s: int) -> datetime:
     return midnight + timedelta(seconds=steps * step_s)
 
 
-def tariff_series(planner: PlannerConfig, start: datetime, n: int) -> tuple[list[float], list[str]]:
-    times = [start + timedelta(seconds=i * planner.step_s) for i in range(n)]
-    return [planner.tariff.price_at(t) for t in times], [planner.tariff.period_at(t) for t in times]
-
-
 def _interruptible(config: ControllerConfig, state: ParkState) -> list[InterruptibleInput]:
     out = []
     for ld in config.loads:
@@ -62,7 +58,8 @@ def _interruptible(config: ControllerConfig, state: ParkState) -> list[Interrupt
         shed_active = (state.ts - hist.shed_since).total_seconds() if hist.shed_since else 0.0
         since = (state.ts - hist.last_restore).total_seconds() if hist.last_restore else None
         out.append(InterruptibleInput(
-            id=ld.id, running_kw=ld.nominal_kw, max_shed_s=ld.max_shed_s, min_gap_s=ld.min_gap_s,
+            id=ld.id, running_kw=ld.nominal_kw, max_shed_s=ld.max_shed_s, min_shed_s=min(ld.min_shed_s, ld.max_shed_s),
+            min_gap_s=ld.min_gap_s,
             max_sheds_per_day=ld.max_sheds_per_day, rebound_factor=ld.rebound_factor, rebound_s=ld.rebound_s,
             shed_cost_cny_per_kwh=ld.shed_cost_cny_per_kwh, shed_active_s=min(shed_active, ld.max_shed_s),
             since_last_shed_s=None if since is None else max(0.0, since), sheds_today=hist.sheds_today,
@@ -82,7 +79,7 @@ def build_inputs(
     if planner is None:
         raise ValueError("planning needs a 'planner' section in the configuration")
     n, start = forecast.steps, forecast.start
-    prices, periods = tariff_series(planner, start, n)
+    prices, periods = tariff_series(planner.tariff, start, forecast.step_s, n)
     nominal = sum(ld.nominal_kw for ld in config.loads)
     base = np.maximum(forecast.load_kw - nominal, 0.0)
     limits = config.battery_limits()

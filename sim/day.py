@@ -125,7 +125,8 @@ def controller_config_for(
         mqtt=MqttConfig(url=str(broker), client_id=f"parkctl-{scenario.site.name}-controller",
                         max_age_s=max(30.0, 3 * cycle_s)),
         loads=[
-            LoadConfig(id=ld.id, nominal_kw=ld.p_kw, max_shed_s=ld.max_shed_s, min_gap_s=ld.min_off_s,
+            LoadConfig(id=ld.id, nominal_kw=ld.p_kw, max_shed_s=ld.max_shed_s, min_shed_s=ld.min_off_s,
+                       min_gap_s=ld.min_on_s,
                        max_sheds_per_day=ld.max_sheds_per_day, rebound_factor=ld.rebound_factor,
                        rebound_s=ld.rebound_s, shed_cost_cny_per_kwh=ld.shed_cost_cny_per_kwh)
             for ld in scenario.interruptible_loads
