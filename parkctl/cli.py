@@ -66,9 +66,59 @@ def build_parser() -> argparse.ArgumentParser:
                      help="serve: Modbus devices on consecutive ports from BASE (default: free ports)")
     add_check_config_parser(sub)
 
+    opt = sub.add_parser("optimize", help="solve one dispatch plan for a scenario and write plan.json/plan.csv")
+    opt.add_argument("--scenario", default="chenzhou-summer-weekday", help="shipped name or a YAML path")
+    opt.add_argument("--step", type=_step_seconds, default=900, help="15min (default) or 5min")
+    opt.add_argument("--horizon", type=_horizon_hours, default=24.0, help="e.g. 24h (default), 48h")
+    opt.add_argument("--oracle", action="store_true", help="plan on the realised day (perfect foresight)")
+    opt.add_argument("--out", type=Path, default=Path("out/plan"))
+
     run = sub.add_parser("run", help="run the controller against the devices a configuration names")
     run.add_argument("--config", type=Path, required=True, help="controller configuration (YAML)")
     return parser
+
+
+def _step_seconds(text: str) -> int:
+    table = {"5min": 300, "15min": 900, "300": 300, "900": 900}
+    if text not in table:
+        raise argparse.ArgumentTypeError("step must be 5min or 15min")
+    return table[text]
+
+
+def _horizon_hours(text: str) -> float:
+    try:
+        value = float(text.removesuffix("h"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"horizon must look like 24h, not {text!r}") from None
+    if not 0 < value <= 48:
+        raise argparse.ArgumentTypeError("horizon must be between 0 and 48 h")
+    return value
+
+
+def _cmd_optimize(args: argparse.Namespace) -> int:
+    from optimizer.command import optimize_scenario, write_plan
+    from sim.forecast import SimForecaster
+    from sim.scenario import load_scenario
+
+    scenario = load_scenario(args.scenario)
+    start, step = scenario.local_start, args.step
+    n = int(args.horizon * 3600 // step)
+    if args.oracle:  # realised: a forecast issued at the end of the horizon has no lead left
+        forecast = SimForecaster(scenario.model_copy(update={"forecast_error": scenario.forecast_error.model_copy(
+            update={"pv_sigma_now": 0.0, "pv_sigma_day_ahead": 0.0, "load_sigma_now": 0.0,
+                    "load_sigma_day_ahead": 0.0})})).forecast(start, start, n, step)
+    else:  # the day-ahead view: issued at the start of the horizon
+        forecast = SimForecaster(scenario).forecast(start, start, n, step)
+    base = forecast.load_kw - sum(forecast.interruptible_kw.values())
+    plan = optimize_scenario(scenario, forecast.pv_kw, base, step, start, oracle=args.oracle)
+    json_path, csv_path = write_plan(plan, args.out)
+    o = plan.objective
+    print(f"plan {plan.status}{' (fallback)' if plan.fallback else ''}: {n} steps of {step // 60} min from "
+          f"{start:%Y-%m-%d %H:%M}; green {o.green_kwh:.0f} of {o.pv_available_kwh:.0f} kWh PV, "
+          f"cost {o.cost_cny:.0f} CNY; built {plan.timings.build_s:.2f} s, solved {plan.timings.solve_s:.2f} s")
+    print(f"  {plan.message}" if plan.message else "", end="\n" if plan.message else "")
+    print(f"  wrote {json_path} and {csv_path}")
+    return 0
 
 
 def _configure_logging(verbosity: int) -> None:
@@ -109,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
-    handlers = {"sim": _cmd_sim, "check-config": cmd_check_config, "run": _cmd_run}
+    handlers = {"sim": _cmd_sim, "check-config": cmd_check_config, "run": _cmd_run, "optimize": _cmd_optimize}
     try:
         return handlers[args.command](args)
     except ParkError as exc:
