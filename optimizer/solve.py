@@ -76,7 +76,9 @@ def run_stage(
     A partial start (integer columns only) is completed by HiGHS with an LP over the other columns.
     LPs run without presolve: on the bench park it cost more than it saved (2.1 s against 1.2 s).
     """
-    h.setOptionValue("time_limit", float(max(time_limit_s, 0.05)))
+    # HiGHS checks time_limit against its run-time clock, which accumulates over every run of the
+    # instance: a persistent model must add what it has already used, or later re-solves time out at once.
+    h.setOptionValue("time_limit", float(h.getRunTime() + max(time_limit_s, 0.05)))
     h.setOptionValue("presolve", "choose" if presolve else "off")
     h.setOptionValue("mip_rel_gap", float(gap))
     if start is not None:

@@ -57,3 +57,26 @@ def test_a_different_device_rebuilds() -> None:
     ro.solve(base)
     other = base.model_copy(update={"batteries": [BatteryInput(**{**battery().model_dump(), "eta_charge": 0.9})]})
     assert ro.solve(other).timings.rebuilt and ro.builds == 2
+
+
+def test_many_re_solves_do_not_exhaust_the_time_limit() -> None:
+    """HiGHS's run clock accumulates over every run of one instance; each re-solve needs its own budget."""
+    import math
+
+    from optimizer.inputs import SolverSettings
+    from optimizer.persistent import RollingOptimizer
+    from tests.optimizer.builders import battery, inputs
+
+    n, budget = 96, 0.05
+    opt = RollingOptimizer()
+    statuses, used, k = [], 0.0, 0
+    while used < 4 * budget:  # the solves together use several budgets
+        load = [500 + 300 * math.sin((i + 7 * k) / 8) for i in range(n)]
+        price = [0.3 if (i + k) % 24 < 8 else 1.2 for i in range(n)]
+        problem = inputs(load, price, step_s=900, settings=SolverSettings(time_limit_s=budget),
+                         batteries=[battery(capacity_kwh=2000, p_charge_max_kw=500, p_discharge_max_kw=500)])
+        plan = opt.solve(problem)
+        used += plan.timings.solve_s
+        statuses.append((plan.status, plan.fallback))
+        k += 1
+    assert all(s == ("optimal", False) for s in statuses), statuses
