@@ -168,15 +168,22 @@ def dispatch(snap: Snapshot, previous: Setpoints, site: SiteModel, targets: Targ
     if load_kw is None:
         return blind_setpoints(site, previous)
     s = site.rules
-    want_kw = load_kw - snap.pv_kw - targets.grid_kw  # + discharge
-    if _fleet_is_capped(snap, previous.pv_limit_kw, site.pv_rated_kw):
-        # PV is being held back: the battery must not discharge in its place (that would lower the
-        # cap further, cycle after cycle); it charges a little more so the cap can rise.
-        want_kw = min(want_kw, 0.0) - s.pv_probe_pct / 100 * sum(site.pv_rated_kw.values())
-    battery = split_battery_power(want_kw, snap, site.batteries)
-    battery_kw = sum(battery.values())
-    shed, _ = plan_sheds(load_kw - snap.pv_kw - battery_kw, snap, site, previous, targets)
+    capped = _fleet_is_capped(snap, previous.pv_limit_kw, site.pv_rated_kw)
+
+    def battery_for(site_load_kw: float) -> dict[str, float]:
+        want_kw = site_load_kw - snap.pv_kw - targets.grid_kw  # + discharge
+        if capped:
+            # PV is being held back: the battery must not discharge in its place (that would lower the
+            # cap further, cycle after cycle); it charges a little more so the cap can rise.
+            want_kw = min(want_kw, 0.0) - s.pv_probe_pct / 100 * sum(site.pv_rated_kw.values())
+        return split_battery_power(want_kw, snap, site.batteries)
+
+    battery = battery_for(load_kw)
+    shed, _ = plan_sheds(load_kw - snap.pv_kw - sum(battery.values()), snap, site, previous, targets)
     shed_kw = sum(r.p_kw for lid, r in snap.loads.items() if r is not None and shed.get(lid) and r.running)
+    if shed_kw:  # the load about to drop must not leave the battery pushing power out to the grid
+        battery = battery_for(load_kw - shed_kw)
+    battery_kw = sum(battery.values())
     allowed_pv_kw = (load_kw - shed_kw) - battery_kw + site.grid.export_cap_kw - s.export_margin_kw
     caps = split_pv_cap(allowed_pv_kw, snap.pv, site.pv_rated_kw, previous.pv_limit_kw)
     return Setpoints(pv_limit_kw=caps, battery_p_kw=battery, load_shed=shed, reason=targets.reason)

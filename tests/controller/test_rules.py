@@ -186,3 +186,17 @@ def test_battery_split_respects_headroom_and_soc_window(want: float, soc1: float
         assert out["b"] <= 0
     if soc2 >= 80:
         assert out["b"] >= 0
+
+
+def test_shedding_a_load_also_backs_the_battery_off() -> None:
+    # the plan sheds the big load (300 kW) while the battery covers the deficit: after the shed the
+    # battery must not keep discharging into a smaller load (that would export)
+    from controller.rules import Targets, dispatch
+
+    targets = Targets(grid_kw=100, import_cap_kw=1000, shed={"big": True})
+    out = dispatch(snap(500, (60, 40), soc=50), NONE, SITE, targets)  # load 600, pv 100
+    assert out.load_shed["big"] is True
+    # after the shed the load is 300: the battery discharges 300 - 100 - 100 = 100, not 400
+    assert out.battery_p_kw["b1"] == pytest.approx(100)
+    grid_after = 600 - 300 - 100 - out.battery_p_kw["b1"]
+    assert grid_after >= 0
