@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from controller.rules import SiteModel, decide_rules, split_battery_power, split_pv_cap
-from controller.settings import BatteryLimits, GridLimits, RuleSettings
 from controller.setpoints import Setpoints
+from controller.settings import BatteryLimits, GridLimits, RuleSettings
 from controller.snapshot import Snapshot
 from drivers.capabilities import BatteryReading, LoadReading, MeterReading, PvReading
 
