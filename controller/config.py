@@ -10,15 +10,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from controller.cycle import CycleSettings
 from controller.rules import SiteModel
 from controller.settings import BatteryLimits, GridLimits, RuleSettings
 from parkctl.errors import ConfigError
 from parkctl.tariff import Tariff
+from parkctl.timezone import TimezoneName
 from parkctl.yamlfile import parse_yaml_model
 
 
@@ -28,16 +28,7 @@ class _Model(BaseModel):
 
 class SiteConfig(_Model):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="also the MQTT topic segment")
-    timezone: str = "Asia/Shanghai"
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown timezone {v!r}") from exc
-        return v
+    timezone: TimezoneName = "Asia/Shanghai"
 
 
 class ModbusDeviceConfig(_Model):

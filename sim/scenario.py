@@ -10,12 +10,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from parkctl.errors import ConfigError
 from parkctl.tariff import Tariff
+from parkctl.timezone import TimezoneName
 from parkctl.yamlfile import parse_yaml_model
 
 
@@ -28,16 +29,7 @@ class Site(_Model):
     latitude_deg: float = Field(ge=-90, le=90)
     longitude_deg: float = Field(ge=-180, le=180)
     altitude_m: float = 0.0
-    timezone: str
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown timezone {v!r}") from exc
-        return v
+    timezone: TimezoneName
 
     @property
     def tz(self) -> ZoneInfo:
