@@ -27,10 +27,10 @@ unless every device in them was read. ``plan_age_s`` is the age when the state w
 ``asyncio.Queue``; when it is full the oldest is dropped and counted (fresh data matters more than
 complete history). Retained topics are not queued but kept as "latest value" slots, so a burst of
 measurements can never push out a state change. A background task publishes over its own
-connection, reconnecting with capped backoff (fresh ``aiomqtt.Client`` per attempt, TCP_NODELAY, as
-in :mod:`drivers.mqtt_load`), and re-publishes the retained topics after every connect. Measurements
-queue up while the broker is away; the one in flight when a connection drops is lost (QoS 0). Call
-:meth:`on_cycle`, :meth:`on_plan` and :meth:`publish_plan` from the event loop's thread.
+connection, reconnecting with capped backoff (:class:`drivers.mqtt_session.MqttSession`), and
+re-publishes the retained topics after every connect. Measurements queue up while the broker is away;
+the one in flight when a connection drops is lost (QoS 0). Call :meth:`on_cycle`, :meth:`on_plan` and
+:meth:`publish_plan` from the event loop's thread.
 """
 
 from __future__ import annotations
@@ -40,20 +40,18 @@ import contextlib
 import json
 import logging
 import math
-import ssl
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from types import TracebackType
-from typing import Any, Self
+from typing import Any, Unpack
 
 import aiomqtt
 
 from controller.cycle import CycleReport
 from controller.metrics import park_flows
 from drivers import topics as tp
-from drivers.mqtt_load import NODELAY, cancel_and_wait
+from drivers.mqtt_session import MqttEndpoint, MqttOptions, MqttSession
 from parkctl.clock import Clock
 
 log = logging.getLogger(__name__)
@@ -73,7 +71,7 @@ class TelemetryStats:
     connected: bool
 
 
-class MqttTelemetry:
+class MqttTelemetry(MqttSession):
     """Publishes cycle reports, controller state and the plan summary on the site's controller topics."""
 
     def __init__(
@@ -87,37 +85,28 @@ class MqttTelemetry:
         every_cycles: int | None = None,
         every_s: float | None = 10.0,
         queue_size: int = 256,
-        client_id: str | None = None,
-        username: str | None = None,
-        password: str | None = None,
-        tls_context: ssl.SSLContext | None = None,
-        keepalive_s: int = 15,
         backoff_s: tuple[float, float] = (0.05, 5.0),
         publish_timeout_s: float = 2.0,
         flush_timeout_s: float = 1.0,
+        **conn: Unpack[MqttOptions],
     ) -> None:
         if every_cycles is None and every_s is None:
             raise ValueError("set every_cycles or every_s (or both) for measurements")
         if (every_cycles is not None and every_cycles < 1) or (every_s is not None and every_s < 0) or queue_size < 1:
             raise ValueError("need every_cycles >= 1, every_s >= 0 and queue_size >= 1")
         self.site = tp.check_name(site, "site")
-        self._host, self._port = host, port
+        endpoint = MqttEndpoint.of(host, port, conn, f"parkctl-{site}-telemetry", timeout_s=publish_timeout_s,
+                                   clean_session=None)  # fmt: skip
+        super().__init__(endpoint, backoff_s=backoff_s, label="MQTT telemetry", task_name=f"mqtt-telemetry-{site}",
+                         logger=log)  # fmt: skip
         self._clock = clock
         self._every_cycles, self._every_s = every_cycles, every_s
-        self._client_id = client_id or f"parkctl-{site}-telemetry"
-        self._auth = (username, password)
-        self._tls = tls_context
-        self._keepalive_s = keepalive_s
-        self._backoff_s = backoff_s
         self._publish_timeout_s, self._flush_timeout_s = publish_timeout_s, flush_timeout_s
         self._topics = {k: controller_topic(site, k) for k in ("measurements", "state", "plan")}
         self._queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=queue_size)
         self._retained: dict[str, bytes] = {}  # latest payload per retained topic
         self._pending: dict[str, bytes] = {}  # retained payloads not yet confirmed on this connection
         self._wake = asyncio.Event()
-        self._connected = asyncio.Event()
-        self._stopping = False
-        self._task: asyncio.Task[None] | None = None
         self._n: Counter[str] = Counter()
         self._since_meas = 0
         self._last_meas: datetime | None = None
@@ -125,41 +114,22 @@ class MqttTelemetry:
                                        "fallback_active": False, "alarm_codes": ()}  # fmt: skip
         self._state_key: tuple[Any, ...] | None = None
 
-    # -- lifecycle -----------------------------------------------------------------------------------
-    async def start(self) -> None:
-        if self._task is None or self._task.done():
-            self._stopping = False
-            self._task = asyncio.create_task(self._run(), name=f"mqtt-telemetry-{self.site}")
-
+    # -- lifecycle: start/wait_connected/async with are MqttSession's ---------------------------------
     async def stop(self) -> None:
         """Flush what is queued (up to ``flush_timeout_s``) and disconnect cleanly."""
-        task = self._task
-        if task is None:
+        if not self._tasks:
             return
-        self._stopping = True
+        self._closing = True
         self._wake.set()
         if self._connected.is_set():
-            await asyncio.wait({task}, timeout=self._flush_timeout_s)
-        await cancel_and_wait(task)
-        self._task = None
-
-    async def wait_connected(self, timeout_s: float) -> None:
-        await asyncio.wait_for(self._connected.wait(), timeout_s)
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
+            await asyncio.wait(self._tasks, timeout=self._flush_timeout_s)
+        await super().stop()
 
     @property
     def stats(self) -> TelemetryStats:
         n = self._n
-        return TelemetryStats(n["published"], n["dropped"], n["publish_failures"], n["reconnects"],
-                              self._queue.qsize(), self._connected.is_set())  # fmt: skip
+        return TelemetryStats(n["published"], n["dropped"], n["publish_failures"], self.reconnects,
+                              self._queue.qsize(), self.connected)  # fmt: skip
 
     # -- producer side: synchronous, never blocks ------------------------------------------------------
     def on_cycle(self, report: CycleReport) -> None:
@@ -219,38 +189,8 @@ class MqttTelemetry:
         self._wake.set()
 
     # -- publisher side ------------------------------------------------------------------------------
-    async def _run(self) -> None:
-        delay, connects, failures = self._backoff_s[0], 0, 0
-        while not self._stopping:
-            client = aiomqtt.Client(
-                self._host, self._port, identifier=self._client_id, keepalive=self._keepalive_s,
-                username=self._auth[0], password=self._auth[1], tls_context=self._tls,
-                timeout=self._publish_timeout_s, socket_options=NODELAY,
-            )  # fmt: skip
-            try:
-                async with client:
-                    connects += 1
-                    self._n["reconnects"] += connects > 1
-                    self._pending.update(self._retained)  # the broker may have lost them; cheap to repeat
-                    self._connected.set()
-                    log.info("MQTT telemetry connected to %s:%d after %d failed attempts",
-                             self._host, self._port, failures)  # fmt: skip
-                    delay, failures = self._backoff_s[0], 0
-                    await self._serve(client)
-            except (aiomqtt.MqttError, TimeoutError) as exc:
-                # one warning per outage, not one per attempt: an edge box may be offline for hours
-                log.log(logging.DEBUG if failures else logging.WARNING, "MQTT telemetry %s:%d: %s; retrying",
-                        self._host, self._port, str(exc) or type(exc).__name__)  # fmt: skip
-                failures += 1
-            except Exception:  # a bug here must not end telemetry for good
-                log.exception("MQTT telemetry: unexpected error; reconnecting in %.2f s", delay)
-                failures += 1
-            finally:
-                self._connected.clear()
-            if self._stopping:
-                return
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self._backoff_s[1])
+    async def _on_connect(self, client: aiomqtt.Client) -> None:
+        self._pending.update(self._retained)  # the broker may have lost them; cheap to repeat
 
     async def _serve(self, client: aiomqtt.Client) -> None:
         """Publish until stopping (then return, to disconnect cleanly) or until the connection drops."""
@@ -259,7 +199,7 @@ class MqttTelemetry:
             while True:
                 self._wake.clear()
                 await self._drain(client)
-                if self._stopping:
+                if self._closing:
                     return
                 woken = asyncio.ensure_future(self._wake.wait())
                 await asyncio.wait({woken, lost}, return_when=asyncio.FIRST_COMPLETED)

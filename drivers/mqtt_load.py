@@ -7,36 +7,34 @@ bus keeps the latest valid state report of every load; :class:`MqttLoad` is the 
 :class:`~drivers.capabilities.ControllableLoad` view on it. Anything malformed is counted, logged at
 most every few seconds per reason, and dropped: a misbehaving device must never take the controller down.
 
-A fresh ``aiomqtt.Client`` is built for each connection attempt: a reused 2.x client keeps a resolved
-``_connected`` future after an unexpected disconnect (aiomqtt issues #288, #269). The broker keeps our
+A fresh ``aiomqtt.Client`` is built for each connection attempt (aiomqtt issues #288, #269). The broker keeps our
 session (subscriptions and queued QoS-1 messages) because the identifier is fixed and clean_session off.
+The connection loop and lifecycle are :class:`drivers.mqtt_session.MqttSession`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import socket
-import ssl
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from types import MappingProxyType, TracebackType
-from typing import Self
+from types import MappingProxyType
+from typing import Unpack
 
 import aiomqtt
 
 from drivers import topics as tp
 from drivers.capabilities import CommandOutcome, LoadReading
+from drivers.mqtt_session import NODELAY as NODELAY  # re-exported for older imports
+from drivers.mqtt_session import MqttEndpoint, MqttOptions, MqttSession
+from drivers.mqtt_session import cancel_and_wait as cancel_and_wait
 from parkctl.clock import Clock
 
 log = logging.getLogger(__name__)
-# Small QoS-1 packets otherwise meet Nagle + delayed ACK: ~40 ms per hop, ~90 ms per command round trip
-NODELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +72,7 @@ class _RateLimitedLog:
         log.warning(msg + (f" ({held} similar suppressed)" if held else ""), *args)
 
 
-class MqttLoadBus:
+class MqttLoadBus(MqttSession):
     """The controller's MQTT connection for every interruptible load of one site."""
 
     def __init__(
@@ -87,67 +85,33 @@ class MqttLoadBus:
         clock: Clock,
         max_age: timedelta = timedelta(seconds=30),
         ack_timeout_s: float = 5.0,
-        client_id: str | None = None,
-        username: str | None = None,
-        password: str | None = None,
-        tls_context: ssl.SSLContext | None = None,
-        keepalive_s: int = 15,
         backoff_s: tuple[float, float] = (0.05, 5.0),
         log_every_s: float = 10.0,
+        **conn: Unpack[MqttOptions],
     ) -> None:
         self.site = tp.check_name(site, "site")
         ids = [tp.check_name(i, "load id") for i in load_ids]
         if len(set(ids)) != len(ids):
             raise ValueError(f"duplicate load ids in {ids}")
-        self._host, self._port = host, port
+        self._status_topic = tp.controller_status_topic(site)
+        will = aiomqtt.Will(self._status_topic, tp.OFFLINE, qos=1, retain=True)
+        super().__init__(
+            MqttEndpoint.of(host, port, conn, f"parkctl-{site}-controller", will=will),
+            backoff_s=backoff_s, label="MQTT bus", task_name=f"mqtt-bus-{site}", logger=log,
+        )  # fmt: skip
         self._clock = clock
         self._max_age = max_age
         self._ack_timeout_s = ack_timeout_s
-        self._client_id = client_id or f"parkctl-{site}-controller"
-        self._auth = (username, password)
-        self._tls = tls_context
-        self._keepalive_s = keepalive_s
-        self._backoff_s = backoff_s
         self._rlog = _RateLimitedLog(log_every_s)
-        self._status_topic = tp.controller_status_topic(site)
         self.loads: Mapping[str, MqttLoad] = MappingProxyType({i: MqttLoad(self, i) for i in ids})
         self._latest: dict[str, tp.StateReport] = {}
         self._online: dict[str, bool] = {}
         self._waiters: dict[str, list[tuple[datetime, asyncio.Future[tp.StateReport]]]] = {}
         self._pending: dict[str, tuple[str, asyncio.Future[tp.Ack]]] = {}
-        self._client: aiomqtt.Client | None = None
-        self._connected = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._malformed: Counter[str] = Counter()
         self._n = Counter[str]()
 
-    # -- lifecycle -----------------------------------------------------------------------------------
-    async def start(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name=f"mqtt-bus-{self.site}")
-
-    async def stop(self) -> None:
-        """Say "offline" (retained) ourselves, since a clean disconnect does not fire the will."""
-        client = self._client
-        if client is not None:
-            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
-                await client.publish(self._status_topic, tp.OFFLINE, qos=1, retain=True, timeout=2)
-        if self._task is not None:
-            await cancel_and_wait(self._task)
-            self._task = None
-
-    async def wait_connected(self, timeout_s: float) -> None:
-        await asyncio.wait_for(self._connected.wait(), timeout_s)
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
-
+    # -- lifecycle: start/stop/wait_connected/async with are MqttSession's; stop says "offline" (will) ----
     @property
     def stats(self) -> BusStats:
         n = self._n
@@ -155,42 +119,21 @@ class MqttLoadBus:
             messages=n["messages"], malformed=MappingProxyType(dict(self._malformed)),
             commands_sent=n["commands_sent"], acks=n["acks"], ack_timeouts=n["ack_timeouts"],
             command_failures=n["command_failures"],
-            late_acks=n["late_acks"], reconnects=n["reconnects"], connected=self._connected.is_set(),
+            late_acks=n["late_acks"], reconnects=self.reconnects, connected=self.connected,
         )  # fmt: skip
 
     # -- connection ----------------------------------------------------------------------------------
-    async def _run(self) -> None:
-        delay = self._backoff_s[0]
-        connects = 0
-        while True:
-            client = aiomqtt.Client(
-                self._host, self._port, identifier=self._client_id, clean_session=False,
-                keepalive=self._keepalive_s, username=self._auth[0], password=self._auth[1],
-                tls_context=self._tls, timeout=5, socket_options=NODELAY,
-                will=aiomqtt.Will(self._status_topic, tp.OFFLINE, qos=1, retain=True),
-            )  # fmt: skip
-            try:
-                async with client:
-                    await client.subscribe([(tp.load_wildcard(self.site, k), 1) for k in _SUBSCRIBED])
-                    await client.publish(self._status_topic, tp.ONLINE, qos=1, retain=True)
-                    self._client = client
-                    self._connected.set()
-                    connects += 1
-                    self._n["reconnects"] += connects > 1
-                    delay = self._backoff_s[0]
-                    log.info("MQTT bus connected to %s:%d as %s", self._host, self._port, self._client_id)
-                    async for msg in client.messages:
-                        self._on_message(msg.topic.value, msg.payload)
-            except aiomqtt.MqttError as exc:
-                self._rlog.warning("connection", "MQTT bus %s:%d: %s; retrying in %.2f s",
-                                   self._host, self._port, exc, delay)  # fmt: skip
-            except Exception:  # a bug here must not end the reconnect loop for good
-                log.exception("MQTT bus: unexpected error; reconnecting in %.2f s", delay)
-            finally:
-                self._client = None
-                self._connected.clear()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self._backoff_s[1])
+    async def _on_connect(self, client: aiomqtt.Client) -> None:
+        await client.subscribe([(tp.load_wildcard(self.site, k), 1) for k in _SUBSCRIBED])
+        await client.publish(self._status_topic, tp.ONLINE, qos=1, retain=True)
+
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        async for msg in client.messages:
+            self._on_message(msg.topic.value, msg.payload)
+
+    def _on_drop(self, exc: Exception, delay: float, failures: int) -> None:
+        ep = self._endpoint
+        self._rlog.warning("connection", "MQTT bus %s:%d: %s; retrying in %.2f s", ep.host, ep.port, exc, delay)
 
     def _on_message(self, topic: str, payload: object) -> None:
         self._n["messages"] += 1
@@ -301,16 +244,6 @@ class MqttLoadBus:
 
 
 _SUBSCRIBED: tuple[tp.Kind, ...] = ("state", "ack", "availability")
-
-
-async def cancel_and_wait(task: asyncio.Task[None]) -> None:
-    """Cancel until the task is really done: on 3.11, ``asyncio.wait_for`` (used inside aiomqtt) can
-    swallow a cancellation that arrives just as the awaited operation completes."""
-    while not task.done():
-        task.cancel()
-        await asyncio.wait({task}, timeout=0.05)
-    if not task.cancelled() and task.exception() is not None:
-        log.error("task %s ended with an error", task.get_name(), exc_info=task.exception())
 
 
 def _as_bytes(payload: object) -> bytes:

@@ -16,18 +16,17 @@ import asyncio
 import contextlib
 import logging
 import socket
-import ssl
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from types import MappingProxyType, TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Protocol, Self, Unpack
 
 import aiomqtt
 
 from drivers import topics as tp
-from drivers.mqtt_load import NODELAY, cancel_and_wait
+from drivers.mqtt_session import MqttEndpoint, MqttOptions, MqttSession
 from parkctl.clock import Clock, ceil_to
 from sim.state import CommandResult, LoadState
 
@@ -56,7 +55,7 @@ class DeviceStats:
     connected: bool
 
 
-class SimMqttLoad:
+class SimMqttLoad(MqttSession):
     """One simulated load behind its own MQTT client."""
 
     def __init__(
@@ -69,13 +68,9 @@ class SimMqttLoad:
         park: LoadPark,
         clock: Clock,
         period_s: float = 5.0,
-        client_id: str | None = None,
-        username: str | None = None,
-        password: str | None = None,
-        tls_context: ssl.SSLContext | None = None,
-        keepalive_s: int = 15,
         backoff_s: tuple[float, float] = (0.05, 2.0),
         publish_timeout_s: float = 2.0,
+        **conn: Unpack[MqttOptions],
     ) -> None:
         if period_s <= 0:
             raise ValueError("period_s must be positive")
@@ -83,18 +78,12 @@ class SimMqttLoad:
         self._site = tp.check_name(site, "site")
         self._park, self._clock = park, clock
         self._period = timedelta(seconds=period_s)
-        self._client_kw: dict[str, Any] = dict(
-            hostname=host, port=port, identifier=client_id or f"parkctl-{site}-load-{load_id}",
-            clean_session=False, keepalive=keepalive_s, username=username, password=password,
-            tls_context=tls_context, timeout=5, socket_options=NODELAY,
-            will=aiomqtt.Will(self._topic("availability"), tp.OFFLINE, qos=1, retain=True),
+        will = aiomqtt.Will(self._topic("availability"), tp.OFFLINE, qos=1, retain=True)
+        super().__init__(
+            MqttEndpoint.of(host, port, conn, f"parkctl-{site}-load-{load_id}", will=will),
+            backoff_s=backoff_s, label=f"sim load {self.id}", task_name=f"mqtt-dev-{self.id}", logger=log,
         )  # fmt: skip
-        self._backoff_s = backoff_s
         self._publish_timeout_s = publish_timeout_s
-        self._client: aiomqtt.Client | None = None
-        self._connected = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._dying = False
         self._seq = 0
         self._recent: OrderedDict[str, tp.Ack] = OrderedDict()
         self._n: Counter[str] = Counter()
@@ -109,17 +98,16 @@ class SimMqttLoad:
         return DeviceStats(
             states_published=n["states_published"], publish_skipped=n["publish_skipped"],
             commands=n["commands"], duplicate_commands=n["duplicate_commands"],
-            malformed=MappingProxyType(dict(self._malformed)), reconnects=n["reconnects"],
-            connected=self._connected.is_set(),
+            malformed=MappingProxyType(dict(self._malformed)), reconnects=self.reconnects,
+            connected=self.connected,
         )  # fmt: skip
 
-    # -- lifecycle -----------------------------------------------------------------------------------
+    # -- lifecycle: stop (says "offline"), wait_connected and async with are MqttSession's ---------------
     async def start(self, wait_connected_s: float | None = 5.0) -> None:
         """Connect, then begin publishing; TimeoutError if not connected within ``wait_connected_s``."""
         if self._tasks:
             return
-        self._dying = False
-        self._tasks.append(asyncio.create_task(self._connection(), name=f"mqtt-dev-{self.id}"))
+        await super().start()
         if wait_connected_s is not None:
             try:
                 await self.wait_connected(wait_connected_s)
@@ -128,69 +116,29 @@ class SimMqttLoad:
                 raise
         self._tasks.append(asyncio.create_task(self._publisher(), name=f"mqtt-dev-{self.id}-pub"))
 
-    async def stop(self) -> None:
-        """Clean shutdown: say "offline" (retained) ourselves, because a clean disconnect skips the will."""
-        client = self._client
-        if client is not None:
-            with contextlib.suppress(aiomqtt.MqttError):
-                await client.publish(self._topic("availability"), tp.OFFLINE, qos=1, retain=True, timeout=2)
-        await self._cancel()
-
     async def kill(self) -> None:
         """Drop the TCP connection without DISCONNECT, like a power cut: the broker fires the will."""
         client = self._client
         if client is not None:
             sock = client._client.socket()  # paho's socket; aiomqtt offers no public way to do this
             if isinstance(sock, socket.socket):
-                self._dying = True  # let the connection task see the loss itself, then end
+                self._closing = True  # let the connection task see the loss itself, then end
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
                 await asyncio.wait(self._tasks[:1], timeout=2)
         await self._cancel()
 
-    async def wait_connected(self, timeout_s: float) -> None:
-        await asyncio.wait_for(self._connected.wait(), timeout_s)
-
-    async def _cancel(self) -> None:
-        tasks, self._tasks = self._tasks, []
-        await asyncio.gather(*(cancel_and_wait(t) for t in tasks))
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
-
     # -- tasks ---------------------------------------------------------------------------------------
-    async def _connection(self) -> None:
-        delay, connects = self._backoff_s[0], 0
-        while True:
-            client = aiomqtt.Client(**self._client_kw)
-            try:
-                async with client:
-                    await client.subscribe(self._topic("cmd"), qos=1)
-                    await client.publish(self._topic("availability"), tp.ONLINE, qos=1, retain=True)
-                    self._client = client
-                    self._connected.set()
-                    connects += 1
-                    self._n["reconnects"] += connects > 1
-                    delay = self._backoff_s[0]
-                    async for msg in client.messages:
-                        await self._on_command(client, msg.payload)
-            except aiomqtt.MqttError as exc:
-                log.info("sim load %s: MQTT connection lost (%s); retrying in %.2f s", self.id, exc, delay)
-            except Exception:  # keep the simulated device alive whatever went wrong
-                log.exception("sim load %s: unexpected error; reconnecting in %.2f s", self.id, delay)
-            finally:
-                self._client = None
-                self._connected.clear()
-            if self._dying:
-                return
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self._backoff_s[1])
+    async def _on_connect(self, client: aiomqtt.Client) -> None:
+        await client.subscribe(self._topic("cmd"), qos=1)
+        await client.publish(self._topic("availability"), tp.ONLINE, qos=1, retain=True)
+
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        async for msg in client.messages:
+            await self._on_command(client, msg.payload)
+
+    def _on_drop(self, exc: Exception, delay: float, failures: int) -> None:
+        log.info("sim load %s: MQTT connection lost (%s); retrying in %.2f s", self.id, exc, delay)
 
     async def _publisher(self) -> None:
         nxt = ceil_to(self._clock.now(), self._period)
