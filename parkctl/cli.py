@@ -15,6 +15,7 @@ from pathlib import Path
 
 from controller.check import add_check_config_parser, cmd_check_config
 from parkctl.errors import ParkError
+from sim.replay import add_replay_parser, cmd_replay
 
 
 def parse_speed(text: str) -> float | None:
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--modbus-port", type=int, default=0, metavar="BASE",
                      help="serve: Modbus devices on consecutive ports from BASE (default: free ports)")
     add_check_config_parser(sub)
+    add_replay_parser(sub)
 
     opt = sub.add_parser("optimize", help="solve one dispatch plan for a scenario and write plan.json/plan.csv")
     opt.add_argument("--scenario", default="chenzhou-summer-weekday", help="shipped name or a YAML path")
@@ -159,7 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
-    handlers = {"sim": _cmd_sim, "check-config": cmd_check_config, "run": _cmd_run, "optimize": _cmd_optimize}
+    handlers = {"sim": _cmd_sim, "check-config": cmd_check_config, "run": _cmd_run, "optimize": _cmd_optimize,
+                "replay": cmd_replay}
     try:
         return handlers[args.command](args)
     except ParkError as exc:
