@@ -15,7 +15,7 @@ from pathlib import Path
 
 from controller.check import add_check_config_parser, cmd_check_config
 from parkctl.errors import ParkError
-from sim.replay import add_replay_parser, cmd_replay
+from sim.replay_cli import add_replay_parser, cmd_replay
 
 
 def parse_speed(text: str) -> float | None:

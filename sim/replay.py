@@ -23,7 +23,6 @@ grid import (``grey_import_captured``); None when a strategy is missing or the d
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import math
@@ -52,9 +51,9 @@ from sim.inprocess import park_devices
 from sim.kpi import DEMAND_WINDOW_S
 from sim.modbus_server import Endpoint, ParkEndpoints
 from sim.park import Park
+from sim.replay_cli import STRATEGIES
 from sim.scenario import Scenario
 
-STRATEGIES = ("none", "rules", "mpc", "oracle")
 DAY = timedelta(days=1)
 # Counters that add up over time; everything else in park.kpis() is a ratio or a running extreme.
 ADDITIVE = (
@@ -292,44 +291,3 @@ def format_table(result: dict[str, Any], strategies: Sequence[str]) -> str:
         v = result[name]
         lines.append(f"{name}: " + ("n/a (needs none, mpc and oracle)" if v is None else f"{v:.1%}"))
     return "\n".join(lines)
-
-
-def _strategies(text: str) -> list[str]:
-    names = [s.strip() for s in text.split(",") if s.strip()]
-    unknown = [s for s in names if s not in STRATEGIES]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"strategies are a comma list of {', '.join(STRATEGIES)}")
-    return names
-
-
-def _days(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"days must be a number, not {text!r}") from None
-    if not 0 < value <= 14:
-        raise argparse.ArgumentTypeError("days must be between 0 and 14")
-    return value
-
-
-def add_replay_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser("replay", help="replay days of a scenario in process for several strategies")
-    p.add_argument("--scenario", default="chenzhou-summer-weekday", help="shipped name or a YAML path")
-    p.add_argument("--days", type=_days, default=1.0)
-    p.add_argument("--strategies", type=_strategies, default=list(STRATEGIES), help="comma list (default: all)")
-    p.add_argument("--out", type=Path, default=Path("out/replay"))
-    p.add_argument("--cycle", type=float, default=60.0, help="control cycle in s (default 60)")
-    p.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
-
-
-def cmd_replay(args: argparse.Namespace) -> int:
-    from sim.scenario import load_scenario
-
-    scenario = load_scenario(args.scenario)
-    started = time.perf_counter()
-    result = replay(scenario, args.days, args.strategies, args.out, cycle_s=args.cycle, seed=args.seed)
-    print(f"replayed {args.days:g} day(s) of {scenario.name} from {scenario.local_start:%Y-%m-%d %H:%M},"
-          f" cycle {args.cycle:g} s")
-    print(format_table(result, args.strategies))
-    print(f"wall time {time.perf_counter() - started:.1f} s; results in {args.out}/kpis.json")
-    return 0
