@@ -28,11 +28,11 @@ from controller.store import Store, StoreSettings
 from controller.telemetry import MqttTelemetry
 from drivers.modbus_client import ModbusDeviceClient
 from drivers.mqtt_load import MqttLoadBus
+from drivers.mqtt_url import BrokerUrl, parse_mqtt_url
 from drivers.sunspec_devices import SunSpecMeter, SunSpecPvInverter, SunSpecStorage
 from optimizer.plan import Plan
 from parkctl.clock import Clock
 from parkctl.errors import ConfigError
-from sim.broker import BrokerUrl, parse_mqtt_url
 
 BATTERY_REVERT_S = 60  # device watchdog we ask for; the writer re-sends well before it
 

@@ -31,6 +31,7 @@ import aiomqtt
 from controller.config import ControllerConfig, ModbusDeviceConfig, load_config
 from drivers import topics as tp
 from drivers.modbus_client import ModbusDeviceClient
+from drivers.mqtt_url import parse_mqtt_url
 from drivers.sunspec.codec import decode_block
 from drivers.sunspec.discovery import ModelInstance
 from drivers.sunspec.models import HEADER_LEN, model_def
@@ -41,8 +42,8 @@ from drivers.sunspec_devices import (
     SunSpecPvInverter,
     SunSpecStorage,
 )
+from parkctl.argtypes import bounded_float
 from parkctl.errors import ConfigError
-from sim.broker import parse_mqtt_url
 
 DEFAULT_TIMEOUT_S = 3.0  # per device, for connect + discovery + two readings
 RETAINED_QUIET_S = 0.3  # retained messages come in one burst after SUBACK; this much silence ends it
@@ -347,14 +348,6 @@ def check_config(path: str | Path, probe: bool, timeout_s: float = DEFAULT_TIMEO
 # -- command line --------------------------------------------------------------------------------------
 
 
-def _timeout(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"timeout must be a number of seconds, not {text!r}") from None
-    if not 0 < value <= 60:
-        raise argparse.ArgumentTypeError("timeout must be between 0 and 60 s")
-    return value
 
 
 def add_check_config_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -371,7 +364,7 @@ def add_check_config_parser(subparsers: argparse._SubParsersAction[argparse.Argu
     )
     p.add_argument(
         "--timeout",
-        type=_timeout,
+        type=bounded_float("timeout", 0, 60, "s"),
         default=DEFAULT_TIMEOUT_S,
         metavar="S",
         help=f"time budget per device (default {DEFAULT_TIMEOUT_S:g} s)",

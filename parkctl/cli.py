@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from controller.check import add_check_config_parser, cmd_check_config
+from parkctl.argtypes import bounded_float
 from parkctl.errors import ParkError
 from sim.replay_cli import add_replay_parser, cmd_replay
 
@@ -34,14 +35,6 @@ def parse_speed(text: str) -> float | None:
     return value
 
 
-def _positive_hours(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"hours must be a number, not {text!r}") from None
-    if not 0 < value <= 24 * 14:
-        raise argparse.ArgumentTypeError("hours must be between 0 and 336")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("action", nargs="?", choices=["run", "serve"], default="run",
                      help="run: park + controller for --hours and write results; serve: park only, real time")
     sim.add_argument("--scenario", default="chenzhou-summer-weekday", help="shipped name or a YAML path")
-    sim.add_argument("--hours", type=_positive_hours, default=24.0)
+    sim.add_argument("--hours", type=bounded_float("hours", 0, 24 * 14), default=24.0)
     sim.add_argument("--speed", type=parse_speed, default=None,
                      help="max (default for run), realtime (default for serve), or a factor such as 60")
     sim.add_argument("--strategy", choices=["rules", "mpc"], default="rules",
@@ -71,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     opt = sub.add_parser("optimize", help="solve one dispatch plan for a scenario and write plan.json/plan.csv")
     opt.add_argument("--scenario", default="chenzhou-summer-weekday", help="shipped name or a YAML path")
     opt.add_argument("--step", type=_step_seconds, default=900, help="15min (default) or 5min")
-    opt.add_argument("--horizon", type=_horizon_hours, default=24.0, help="e.g. 24h (default), 48h")
+    opt.add_argument("--horizon", type=bounded_float("horizon", 0, 48, "h", suffix="h"), default=24.0,
+                     help="e.g. 24h (default), 48h")
     opt.add_argument("--oracle", action="store_true", help="plan on the realised day (perfect foresight)")
     opt.add_argument("--out", type=Path, default=Path("out/plan"))
 
@@ -87,14 +81,6 @@ def _step_seconds(text: str) -> int:
     return table[text]
 
 
-def _horizon_hours(text: str) -> float:
-    try:
-        value = float(text.removesuffix("h"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"horizon must look like 24h, not {text!r}") from None
-    if not 0 < value <= 48:
-        raise argparse.ArgumentTypeError("horizon must be between 0 and 48 h")
-    return value
 
 
 def _cmd_optimize(args: argparse.Namespace) -> int:

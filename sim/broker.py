@@ -12,65 +12,26 @@ import asyncio
 import contextlib
 import os
 import pwd
-import re
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Self
-from urllib.parse import unquote, urlsplit
 
-from parkctl.errors import BrokerUnavailable, ConfigError
+from drivers.mqtt_url import BrokerUrl, parse_mqtt_url
+from parkctl.errors import BrokerUnavailable
+
+__all__ = ["BrokerUrl", "PrivateMosquitto", "free_port", "parse_mqtt_url", "select_broker"]
 
 INSTALL_HINT = "install it (apt-get install mosquitto) or pass --mqtt-url mqtt://HOST:PORT"
-_DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 # MQTT 3.1.1 CONNECT (clean session, keepalive 5 s, empty client id), its CONNACK, and DISCONNECT
 _CONNECT = b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x05\x00\x00"
 _CONNACK_OK = b"\x20\x02\x00\x00"
 _DISCONNECT = b"\xe0\x00"
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerUrl:
-    host: str
-    port: int
-    tls: bool = False
-    username: str | None = None
-    password: str | None = None
-
-    def __str__(self) -> str:  # never shows the password
-        user = f"{self.username}@" if self.username else ""
-        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
-
-
-def parse_mqtt_url(url: str) -> BrokerUrl:
-    """``mqtt://[user[:password]@]host[:port]`` or ``mqtts://...``; ConfigError in one line otherwise."""
-    bad = f"--mqtt-url {re.sub(r'://.*@', '://***@', url)!r}: "  # never echo a password
-    try:
-        parts = urlsplit(url.strip())
-        port = parts.port
-    except ValueError as exc:
-        raise ConfigError(bad + f"{exc} (expected mqtt://host:port or mqtts://host:port)") from None
-    if parts.scheme not in _DEFAULT_PORTS:
-        raise ConfigError(bad + "scheme must be mqtt:// or mqtts://")
-    if not parts.hostname:
-        raise ConfigError(bad + "no host (expected mqtt://host:port)")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ConfigError(bad + "unexpected path, query or fragment (expected mqtt://host:port)")
-    if port == 0:
-        raise ConfigError(bad + "port must be 1-65535")
-    return BrokerUrl(
-        host=parts.hostname,
-        port=port or _DEFAULT_PORTS[parts.scheme],
-        tls=parts.scheme == "mqtts",
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password is not None else None,
-    )
 
 
 def free_port(host: str = "127.0.0.1") -> int:

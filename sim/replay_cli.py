@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from parkctl.argtypes import bounded_float
+
 STRATEGIES = ("none", "rules", "mpc", "oracle")
 
 
@@ -18,20 +20,12 @@ def _strategies(text: str) -> list[str]:
     return names
 
 
-def _days(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"days must be a number, not {text!r}") from None
-    if not 0 < value <= 14:
-        raise argparse.ArgumentTypeError("days must be between 0 and 14")
-    return value
 
 
 def add_replay_parser(subparsers: Any) -> None:
     p = subparsers.add_parser("replay", help="replay days of a scenario in process for several strategies")
     p.add_argument("--scenario", default="chenzhou-summer-weekday", help="shipped name or a YAML path")
-    p.add_argument("--days", type=_days, default=1.0)
+    p.add_argument("--days", type=bounded_float("days", 0, 14), default=1.0)
     p.add_argument("--strategies", type=_strategies, default=list(STRATEGIES), help="comma list (default: all)")
     p.add_argument("--out", type=Path, default=Path("out/replay"))
     p.add_argument("--cycle", type=float, default=60.0, help="control cycle in s (default 60)")
