@@ -7,32 +7,41 @@ simulated day exercises exactly the code an edge box runs.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Coroutine, Sequence
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from controller.ack_probe import AckProbe
+from controller.alarms import AlarmMonitor
 from controller.config import ControllerConfig, ModbusDeviceConfig
 from controller.cycle import Decide, Observer, Runtime
 from controller.devices import DeviceSet
 from controller.forecast import Forecaster
+from controller.forecast_check import CheckedForecaster
+from controller.guard import WriteGuard
+from controller.meter_guard import FrozenMeterGuard
 from controller.metrics import ControllerMetrics, MetricsServer, serve_metrics
 from controller.mpc import ActivePlan, PlanHolder, decide_mpc
-from controller.planner import Planner
-from controller.rules import SiteModel, decide_rules
+from controller.mqtt_auth import session_settings
+from controller.planner import PlanListener, Planner
+from controller.rules import CapFn, SiteModel, decide_rules
 from controller.setpoints import Setpoints
 from controller.snapshot import Snapshot
 from controller.store import Store, StoreSettings
 from controller.telemetry import MqttTelemetry
+from dr.setup import DrParts, build_dr
 from drivers.modbus_client import ModbusDeviceClient
 from drivers.mqtt_load import MqttLoadBus
-from drivers.mqtt_url import BrokerUrl, parse_mqtt_url
+from drivers.mqtt_session import MqttSessionSettings
 from drivers.sunspec_devices import SunSpecMeter, SunSpecPvInverter, SunSpecStorage
 from optimizer.plan import Plan
 from parkctl.clock import Clock
-from parkctl.errors import ConfigError
+from parkctl.errors import BrokerUnavailable, ConfigError
 
 BATTERY_REVERT_S = 60  # device watchdog we ask for; the writer re-sends well before it
 
@@ -49,6 +58,8 @@ class Controller:
     plans: PlanHolder | None = None
     clients: dict[str, ModbusDeviceClient] = field(default_factory=dict)
     metrics_server: MetricsServer | None = None
+    dr: DrParts | None = None
+    alarms: AlarmMonitor | None = None
 
     def tasks(self, until: datetime | None = None) -> list[Coroutine[Any, Any, None]]:
         """The coroutines that make the controller run; the caller owns the tasks."""
@@ -90,17 +101,17 @@ def resume_from_store(store: Store, runtime: Runtime, plans: PlanHolder | None, 
         plans.set(ActivePlan(plan=plan, created_at=stored.created))
 
 
-def make_decider(config: ControllerConfig, plans: PlanHolder | None) -> Decide:
+def make_decider(config: ControllerConfig, plans: PlanHolder | None, cap_fn: CapFn | None = None) -> Decide:
     site: SiteModel = config.site_model()
     if config.strategy == "rules":
         def rules(snap: Snapshot, previous: Setpoints) -> Setpoints:
-            return decide_rules(snap, previous, site)
+            return decide_rules(snap, previous, site, cap_fn)
         return rules
     if plans is None:
         raise ConfigError("strategy 'mpc' needs a plan holder")
 
     def mpc(snap: Snapshot, previous: Setpoints) -> Setpoints:
-        return decide_mpc(snap, previous, site, plans.current)
+        return decide_mpc(snap, previous, site, plans.current, cap_fn)
     return mpc
 
 
@@ -109,7 +120,7 @@ def _driver(d: ModbusDeviceConfig, client: ModbusDeviceClient, config: Controlle
         return SunSpecPvInverter(d.id, client, clock=clock)
     if d.kind == "storage":
         return SunSpecStorage(d.id, client, clock=clock, revert_s=BATTERY_REVERT_S)
-    return SunSpecMeter(d.id, client, clock=clock, rated_kw=config.grid.import_cap_kw)
+    return FrozenMeterGuard(SunSpecMeter(d.id, client, clock=clock, rated_kw=config.grid.import_cap_kw))
 
 
 def plan_summary(plan: Plan) -> dict[str, Any]:
@@ -136,36 +147,47 @@ async def build_controller(
     clock: Clock,
     observers: Sequence[Observer] = (),
     forecaster: Forecaster | None = None,
+    environ: Mapping[str, str] | None = None,
+    device_monotonic: Callable[[], float] | None = None,
 ) -> AsyncIterator[Controller]:
-    """Create everything the controller needs; close every connection and the store on exit."""
+    """Create everything the controller needs; close every connection and the store on exit.
+
+    ``environ`` (default: the process environment) is where ``mqtt.password_env`` is looked up.
+    ``device_monotonic`` times the Modbus clients' reconnect backoff (a simulation passes its clock's).
+    """
     clients: dict[str, ModbusDeviceClient] = {}
     drivers: list[object] = []
     for d in config.modbus:
         client = ModbusDeviceClient(d.host, d.port, unit_id=d.unit_id, name=d.id, timeout_s=d.timeout_s,
-                                    retries=d.retries)  # fmt: skip
+                                    retries=d.retries, monotonic=device_monotonic or time.monotonic)  # fmt: skip
         clients[d.id] = client
         drivers.append(_driver(d, client, config, clock))
-    url: BrokerUrl | None = parse_mqtt_url(config.mqtt.url) if config.mqtt is not None else None
+    url: MqttSessionSettings | None = None
+    if config.mqtt is not None:
+        url = session_settings(config.mqtt, os.environ if environ is None else environ)
     bus: MqttLoadBus | None = None
     if config.loads and config.mqtt is not None and url is not None:
         bus = MqttLoadBus(
             url.host, url.port, site=config.site.name, load_ids=[ld.id for ld in config.loads],
             clock=clock, max_age=timedelta(seconds=config.mqtt.max_age_s),
-            ack_timeout_s=config.mqtt.ack_timeout_s, client_id=config.mqtt.client_id,
-            username=url.username, password=url.password,
+            ack_timeout_s=config.mqtt.ack_timeout_s, **url.options(config.mqtt.client_id),
         )  # fmt: skip
         drivers.extend(bus.loads.values())
     devices = DeviceSet.discover(drivers)
     store = Store.open(config.storage.path, clock, StoreSettings(cycle_every=config.storage.cycle_every))
     registry = CollectorRegistry()
+    dr = build_dr(config, store, clock, url, registry) if config.dr is not None else None
     metrics = ControllerMetrics(registry, config.site.name)
     telemetry = None
     if url is not None and config.telemetry.enabled:
         telemetry = MqttTelemetry(
             url.host, url.port, site=config.site.name, clock=clock, strategy=config.strategy,
-            every_s=config.telemetry.every_s, client_id=f"{config.site.name}-telemetry",
-            username=url.username, password=url.password,
+            every_s=config.telemetry.every_s, **url.options(f"{config.site.name}-telemetry"),
         )  # fmt: skip
+    guard = next((g for g in drivers if isinstance(g, FrozenMeterGuard)), None)
+    alarms = AlarmMonitor(store, registry, config.site.name, meter_id=guard.id if guard else "meter", bus=bus,
+                          meter=guard, publish=telemetry.publish_event if telemetry else None,
+                          probe=AckProbe(devices.loads) if devices.loads else None)  # fmt: skip
     plans = PlanHolder() if config.strategy == "mpc" else None
     planner = None
     if plans is not None:
@@ -173,37 +195,55 @@ async def build_controller(
             from controller.persistence_forecast import PersistenceForecaster
 
             forecaster = PersistenceForecaster(store, config)
-        listeners = [metrics] + ([telemetry] if telemetry else [])
-        on_plan = [lambda p: store.save_plan(config.strategy, p.status, p.inputs.start, p.inputs.start
-                                             + timedelta(seconds=p.inputs.step_s * p.inputs.n_steps),
-                                             p.model_dump_json(), fallback=p.fallback)]  # fmt: skip
+        forecaster = CheckedForecaster(forecaster, alarms.forecast_checked)
+        listeners: list[PlanListener] = [metrics, alarms, *([telemetry] if telemetry else [])]
+        def save(p: Plan) -> None:
+            end = p.inputs.start + timedelta(seconds=p.inputs.step_s * p.inputs.n_steps)
+            store.save_plan(config.strategy, p.status, p.inputs.start, end, p.model_dump_json(), fallback=p.fallback)
+
+        on_plan: list[Callable[[Plan], None]] = [save]
         if telemetry is not None:
             on_plan.append(lambda p: telemetry.publish_plan(plan_summary(p)))
         planner = Planner(config, forecaster, clock, plans, listeners=listeners, on_new_plan=on_plan,
-                          peak_source=_month_peak(store))  # fmt: skip
-    all_observers: list[Observer] = [store, metrics, DeviceStatsFeed(metrics, clients),
+                          peak_source=_month_peak(store), dr_source=dr.manager.dr_source if dr else None)  # fmt: skip
+        if dr is not None:
+            dr.manager.on_change.append(planner.request)
+    all_observers: list[Observer] = [store, metrics, alarms, DeviceStatsFeed(metrics, clients),
                                      *([telemetry] if telemetry else []),
-                                     *([planner] if planner else []), *observers]  # fmt: skip
-    runtime = Runtime(devices, make_decider(config, plans), clock, config.cycle, all_observers)
+                                     *([planner] if planner else []), *(dr.observers if dr else []),
+                                     *observers]  # fmt: skip
+    decide = make_decider(config, plans, dr.manager.import_cap_at if dr else None)
+    runtime = Runtime(devices, decide, clock, config.cycle, all_observers,
+                      guard=WriteGuard.from_config(config))  # fmt: skip
     resume_from_store(store, runtime, plans, clock.now())
+    alarms.start()
     ctl = Controller(runtime=runtime, store=store, metrics=metrics, registry=registry, load_bus=bus,
-                     telemetry=telemetry, planner=planner, plans=plans, clients=clients)  # fmt: skip
+                     telemetry=telemetry, planner=planner, plans=plans, clients=clients, dr=dr,
+                     alarms=alarms)  # fmt: skip
     try:
         if bus is not None:
             await bus.start()
-            await bus.wait_connected(timeout_s=10.0)
+            try:
+                await bus.wait_connected(timeout_s=10.0)
+            except TimeoutError:
+                raise BrokerUnavailable(f"MQTT broker {url}: not connected within 10 s: {bus.last_error}") from None
         if telemetry is not None:
             await telemetry.start()
+        if dr is not None:
+            await dr.start()
         if config.metrics.enabled:
             ctl.metrics_server = serve_metrics(registry, config.metrics.host, config.metrics.port)
         yield ctl
     finally:
         if ctl.metrics_server is not None:
             ctl.metrics_server.close()
+        if dr is not None:
+            await dr.stop()
         if telemetry is not None:
             await telemetry.stop()
         if bus is not None:
             await bus.stop()
         for client in clients.values():
             client.close()
+        alarms.close()
         store.close()

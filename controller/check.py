@@ -19,7 +19,6 @@ import asyncio
 import logging
 import os
 import re
-import ssl
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -29,8 +28,10 @@ from pathlib import Path
 import aiomqtt
 
 from controller.config import ControllerConfig, ModbusDeviceConfig, load_config
+from controller.mqtt_auth import session_settings
 from drivers import topics as tp
 from drivers.modbus_client import ModbusDeviceClient
+from drivers.mqtt_session import describe_failure
 from drivers.mqtt_url import parse_mqtt_url
 from drivers.sunspec.codec import decode_block
 from drivers.sunspec.discovery import ModelInstance
@@ -265,7 +266,10 @@ def _load_row(config: ControllerConfig, load_id: str, got: dict[str, bytes]) -> 
 async def probe_mqtt(config: ControllerConfig, timeout_s: float) -> list[CheckRow]:
     """Connect to the broker and read the retained availability (and state) of every configured load."""
     assert config.mqtt is not None
-    url = parse_mqtt_url(config.mqtt.url)
+    try:
+        url = session_settings(config.mqtt, os.environ)
+    except ConfigError as exc:
+        return [CheckRow("mqtt", "broker", config.mqtt.url, False, str(exc))]
     site = config.site.name
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
@@ -273,19 +277,14 @@ async def probe_mqtt(config: ControllerConfig, timeout_s: float) -> list[CheckRo
     try:
         async with asyncio.timeout(timeout_s):
             t0 = time.perf_counter()
-            async with aiomqtt.Client(
-                url.host, url.port, identifier=f"{config.mqtt.client_id}-check-{os.getpid()}", clean_session=True,
-                username=url.username, password=url.password, timeout=timeout_s,
-                tls_context=ssl.create_default_context() if url.tls else None,
-            ) as client:  # fmt: skip
+            async with url.client(f"{config.mqtt.client_id}-check-{os.getpid()}", timeout_s=timeout_s) as client:
                 latency_ms = (time.perf_counter() - t0) * 1000
                 await client.subscribe([(tp.load_wildcard(site, "availability"), 1),
                                         (tp.load_wildcard(site, "state"), 1),
                                         (tp.controller_status_topic(site), 1)])  # fmt: skip
                 got = await _retained(client, lambda g: wanted <= g.keys(), deadline - 0.1)
     except (aiomqtt.MqttError, TimeoutError, OSError) as exc:
-        why = str(exc) or type(exc).__name__
-        rows = [CheckRow("mqtt", "broker", str(url), False, f"cannot connect: {why}")]
+        rows = [CheckRow("mqtt", "broker", str(url), False, f"cannot connect: {describe_failure(exc)}")]
         return rows + [CheckRow(ld.id, "load", tp.load_topic(site, ld.id, "availability"), False,
                                 "not checked: no broker") for ld in config.loads]  # fmt: skip
     status = got.get(tp.controller_status_topic(site))

@@ -11,11 +11,14 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from controller.cycle import CycleSettings
 from controller.rules import SiteModel
 from controller.settings import BatteryLimits, GridLimits, RuleSettings
+from dr.config import DrConfig
+from drivers.mqtt_url import parse_mqtt_url
 from parkctl.errors import ConfigError
 from parkctl.tariff import Tariff
 from parkctl.timezone import TimezoneName
@@ -42,13 +45,94 @@ class ModbusDeviceConfig(_Model):
     timeout_s: float = Field(default=0.3, gt=0, le=10)
     retries: int = Field(default=1, ge=0, le=5)
     rated_kw: float | None = Field(default=None, gt=0, description="AC nameplate; required for PV")
+    writes: list[Literal["pv_limit", "battery_power"]] | None = Field(
+        default=None, description="setpoints the controller may write; None: pv_limit for pv, battery_power "
+        "for storage, nothing for a meter; [] makes the device read-only")  # fmt: skip
+    min_pv_limit_pct: float = Field(default=0.0, ge=0, le=100, description="PV caps never below this % of rated_kw")
+    max_charge_kw: float | None = Field(default=None, ge=0, description="battery setpoints clamped to this")
+    max_discharge_kw: float | None = Field(default=None, ge=0, description="battery setpoints clamped to this")
+
+    @model_validator(mode="after")
+    def _writes_fit_kind(self) -> ModbusDeviceConfig:
+        own = {"pv": {"pv_limit"}, "storage": {"battery_power"}, "meter": set()}[self.kind]
+        foreign = sorted(set(self.writes or ()) - own)
+        if foreign:
+            raise ValueError(f"writes: a {self.kind} device cannot take {foreign}")
+        if self.kind != "storage" and (self.max_charge_kw is not None or self.max_discharge_kw is not None):
+            raise ValueError("max_charge_kw/max_discharge_kw apply to storage devices only")
+        if self.kind != "pv" and self.min_pv_limit_pct:
+            raise ValueError("min_pv_limit_pct applies to pv devices only")
+        return self
+
+    def allowed_writes(self) -> frozenset[Literal["pv_limit", "battery_power"]]:
+        if self.writes is not None:
+            return frozenset(self.writes)
+        if self.kind == "pv":
+            return frozenset({"pv_limit"})
+        return frozenset({"battery_power"}) if self.kind == "storage" else frozenset()
+
+
+class MqttTlsConfig(_Model):
+    """TLS to the broker (``mqtts://``); the broker certificate is always verified."""
+
+    ca_file: str | None = Field(default=None, description="PEM CA of the broker certificate; None: system store")
+    cert_file: str | None = Field(default=None, description="client certificate (PEM), for mutual TLS")
+    key_file: str | None = Field(default=None, description="its private key (PEM), for mutual TLS")
+    check_hostname: bool = Field(default=True, description="the certificate must name the URL's host")
+
+    @model_validator(mode="after")
+    def _pair(self) -> MqttTlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together (mutual TLS)")
+        return self
 
 
 class MqttConfig(_Model):
+    """The broker. Secrets never sit here in clear: the password comes from a file or the environment."""
+
     url: str = "mqtt://127.0.0.1:1883"
     client_id: str = "parkctl-controller"
     ack_timeout_s: float = Field(default=1.0, gt=0, le=30)
     max_age_s: float = Field(default=30.0, gt=0, description="older load reports count as stale")
+    username: str | None = Field(default=None, min_length=1)
+    password_file: str | None = Field(default=None, description="file whose first line is the password")
+    password_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                     description="environment variable holding the password")  # fmt: skip
+    password: None = Field(default=None, description="refused: use password_file or password_env")
+    tls: MqttTlsConfig | None = Field(default=None, description="needs an mqtts:// url")
+
+    @field_validator("password", mode="before")
+    @classmethod
+    def _no_clear_password(cls, v: object) -> None:
+        if v is not None:  # PydanticCustomError: the message without pydantic's "Value error, " prefix
+            raise PydanticCustomError("clear_password", "a clear-text password is not accepted: use password_file "
+                                      "or password_env")  # fmt: skip
+        return None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        try:
+            url = parse_mqtt_url(v)
+        except ConfigError as exc:
+            raise PydanticCustomError("mqtt_url", "{why}", {"why": str(exc).removeprefix("--mqtt-url ")}) from None
+        if url.password is not None:
+            raise PydanticCustomError("url_password", "no password in the url: use mqtt.password_file or "
+                                      "mqtt.password_env")  # fmt: skip
+        return v
+
+    @model_validator(mode="after")
+    def _auth(self) -> MqttConfig:
+        url = parse_mqtt_url(self.url)
+        if self.password_file is not None and self.password_env is not None:
+            raise ValueError("give password_file or password_env, not both")
+        if url.username and self.username and url.username != self.username:
+            raise ValueError(f"username {self.username!r} differs from the url's {url.username!r}")
+        if (self.password_file or self.password_env) and not (self.username or url.username):
+            raise ValueError("a password needs a username (mqtt.username)")
+        if self.tls is not None and not url.tls:
+            raise ValueError("mqtt.tls is set but the url is mqtt://: use mqtts://host[:8883]")
+        return self
 
 
 class LoadConfig(_Model):
@@ -63,6 +147,7 @@ class LoadConfig(_Model):
     rebound_factor: float = Field(default=0.3, ge=0, le=2, description="energy drawn back, share of the shed")
     rebound_s: float = Field(default=1800.0, gt=0)
     shed_cost_cny_per_kwh: float = Field(default=0.3, ge=0)
+    allow_shed: bool = Field(default=True, description="False: the controller never sheds it (restore is allowed)")
 
 
 class BatterySpec(_Model):
@@ -84,6 +169,12 @@ class PlannerConfig(_Model):
     replan_s: float = Field(default=900.0, ge=60)
     time_limit_s: float = Field(default=20.0, gt=0, le=600)
     mip_rel_gap: float = Field(default=0.005, ge=0, le=0.2)
+    mip_search_s: float | None = Field(
+        default=0.0, ge=0, le=600, description="MIP search per re-plan once a heuristic plan is in hand (0: none)"
+    )
+    green_rel_tol: float = Field(
+        default=0.005, ge=0, le=0.1, description="share of available PV the cost stage may give up (optimizer)"
+    )
     deviation_kw: float = Field(default=800.0, gt=0, description="re-plan when the grid strays this far")
     deviation_s: float = Field(default=120.0, gt=0, description="... for this long")
     tariff: Tariff
@@ -121,6 +212,7 @@ class ControllerConfig(_Model):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    dr: DrConfig | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ControllerConfig:
@@ -160,6 +252,7 @@ class ControllerConfig(_Model):
             pv_rated_kw={d.id: float(d.rated_kw or 0) for d in self.modbus if d.kind == "pv"},
             load_nominal_kw={ld.id: ld.nominal_kw for ld in self.loads},
             rules=self.rules,
+            cycle_s=self.cycle.period_s,
         )
 
 

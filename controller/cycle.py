@@ -19,6 +19,7 @@ from typing import Protocol, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from controller.devices import DeviceSet
+from controller.guard import WriteGuard
 from controller.setpoints import Setpoints
 from controller.snapshot import Snapshot
 from controller.writer import SetpointWriter, WriteRecord
@@ -80,6 +81,7 @@ class Runtime:
         clock: Clock,
         settings: CycleSettings,
         observers: Sequence[Observer] = (),
+        guard: WriteGuard | None = None,
     ) -> None:
         self.devices = devices
         self.decide = decide
@@ -87,7 +89,7 @@ class Runtime:
         self.settings = settings
         self.observers = list(observers)
         self.stats = CycleStats()
-        self.writer = SetpointWriter(devices, clock, settings, self.stats.write_errors)
+        self.writer = SetpointWriter(devices, clock, settings, self.stats.write_errors, guard)
         self._stop = asyncio.Event()
 
     def stop(self) -> None:
@@ -118,6 +120,7 @@ class Runtime:
         phases["read"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
+        self.writer.reconcile_loads(snap)
         decide_failed = False
         try:
             setpoints = self.decide(snap, self.writer.commanded)

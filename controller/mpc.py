@@ -9,10 +9,10 @@ demand-response window, the committed cap. With no usable plan the cycle runs th
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from controller.rules import SiteModel, Targets, decide_rules, dispatch
+from controller.rules import CapFn, SiteModel, Targets, decide_rules, dispatch, import_cap_now
 from controller.setpoints import Setpoints
 from controller.snapshot import Snapshot
 from optimizer.plan import Plan
@@ -89,9 +89,14 @@ def plan_targets(step: PlanStep, site: SiteModel) -> Targets:
                    shed=step.shed, reason=f"plan step {step.index}")  # fmt: skip
 
 
-def decide_mpc(snap: Snapshot, previous: Setpoints, site: SiteModel, plan: ActivePlan | None) -> Setpoints:
+def decide_mpc(
+    snap: Snapshot, previous: Setpoints, site: SiteModel, plan: ActivePlan | None, cap_fn: CapFn | None = None
+) -> Setpoints:
+    """Follow the plan step; ``cap_fn`` (the DR cap in force) holds even when the plan does not know it."""
     step = plan.step_at(snap.ts) if plan is not None else None
     if step is None:
-        out = decide_rules(snap, previous, site)
+        out = decide_rules(snap, previous, site, cap_fn)
         return Setpoints(out.pv_limit_kw, out.battery_p_kw, out.load_shed, reason="no valid plan: rules")
+    if cap_fn is not None:
+        step = replace(step, import_cap_kw=min(step.import_cap_kw, import_cap_now(site, snap.ts, cap_fn)))
     return dispatch(snap, previous, site, plan_targets(step, site))

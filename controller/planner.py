@@ -132,13 +132,13 @@ class Planner:
         s = self.settings
         start = plan_start(now, s.step_s)
         n = int(s.horizon_h * 3600 // s.step_s)
-        forecast = self.forecaster.forecast(now, start, n, s.step_s)
-        peak = self.peak_source(now) if self.peak_source else self._peak_kw
-        state = ParkState(ts=now, soc_pct={b: r.soc_pct for b, r in snap.batteries.items() if r is not None},
-                          loads=dict(self._loads), month_peak_kw=peak)  # fmt: skip
-        events = self.dr_source(start, s.step_s, n) if self.dr_source else []
         started = time.perf_counter()
-        try:
+        try:  # a forecaster, a DR source or the solver that raises must not end the planner
+            forecast = self.forecaster.forecast(now, start, n, s.step_s)
+            peak = self.peak_source(now) if self.peak_source else self._peak_kw
+            state = ParkState(ts=now, soc_pct={b: r.soc_pct for b, r in snap.batteries.items() if r is not None},
+                              loads=dict(self._loads), month_peak_kw=peak)  # fmt: skip
+            events = self.dr_source(start, s.step_s, n) if self.dr_source else []
             inputs = build_inputs(self.config, forecast, state, events)
             async with self.clock.hold():
                 plan = await asyncio.to_thread(self.optimizer.solve, inputs)

@@ -94,16 +94,17 @@ def build_inputs(
             soc_init_pct=soc, soc_terminal_pct=soc, degradation_cny_per_kwh=spec.degradation_cny_per_kwh,
         ))  # fmt: skip
     return OptimizerInputs(
-        start=start, step_s=forecast.step_s, n_steps=n, base_load_kw=base,
+        start=start, step_s=forecast.step_s, n_steps=n, base_load_kw=base.tolist(),
         import_price_cny_per_kwh=prices,
         export_price_cny_per_kwh=[planner.tariff.export_cny_per_kwh] * n,
         import_cap_kw=[config.grid.import_cap_kw] * n, export_cap_kw=[config.grid.export_cap_kw] * n,
         carbon_kg_per_kwh=[planner.carbon_kg_per_kwh] * n, tou_period=periods,
         demand_charge_cny_per_kw=planner.tariff.demand_charge_cny_per_kw_month,
         month_peak_so_far_kw=state.month_peak_kw,
-        pv=[PvInput(id=pid, available_kw=a) for pid, a in forecast.pv_kw.items()],
+        pv=[PvInput(id=pid, available_kw=np.asarray(a).tolist()) for pid, a in forecast.pv_kw.items()],
         batteries=batteries, interruptible_loads=_interruptible(config, state),
         dr_events=dr_events or [],
-        settings=SolverSettings(time_limit_s=planner.time_limit_s, mip_rel_gap=planner.mip_rel_gap),
+        settings=SolverSettings(time_limit_s=planner.time_limit_s, mip_rel_gap=planner.mip_rel_gap,
+                                mip_search_s=planner.mip_search_s, green_rel_tol=planner.green_rel_tol),
         mode=mode,  # type: ignore[arg-type]
     )  # fmt: skip

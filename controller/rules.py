@@ -9,7 +9,8 @@ battery can still charge, the battery is asked to charge ``pv_probe_pct`` more t
 sees and the cap rises by the same amount; if the sun is there, the next cycle sees a larger surplus.
 The battery ramps faster than the inverters, so probing imports briefly and never exports.
 
-A capped fleet also means the battery does not discharge: PV comes first. And because the PV cap
+A capped fleet also means the battery does not discharge: PV comes first, unless the import would
+otherwise pass the cap in force (the hard limit comes before green). And because the PV cap
 is set ``export_margin_kw`` inside the export limit while the battery steers the grid to
 ``target_import_kw``, the target must exceed the margin, or the cap would sit below what PV already
 makes (checked by :class:`RuleSettings`).
@@ -17,8 +18,9 @@ makes (checked by :class:`RuleSettings`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from controller.setpoints import Setpoints
 from controller.settings import BatteryLimits, GridLimits, RuleSettings
@@ -37,6 +39,25 @@ class SiteModel:
     pv_rated_kw: Mapping[str, float]
     load_nominal_kw: Mapping[str, float]
     rules: RuleSettings = field(default_factory=RuleSettings)
+    cycle_s: float = 1.0  # how long a setpoint stands before the next cycle can correct it
+
+
+def sustained_charge_kw(reading: BatteryReading | None, p_kw: float, limits: BatteryLimits, horizon_s: float) -> float:
+    """The charge a battery told ``p_kw`` (< 0) will still take at the end of ``horizon_s``.
+
+    A battery near full tapers its charge toward its maximum SoC while it fills; PV allowed against the
+    whole setpoint would then be exported before the next cycle sees it. The taper is taken as linear
+    from what the device says it takes now down to nothing at the maximum SoC (the common shape; a
+    battery far from full loses nothing measurable). Discharge and idle setpoints are returned as they are.
+    """
+    if p_kw >= 0 or reading is None or reading.capacity_kwh <= 0:
+        return p_kw
+    gap_pct = limits.soc_max_pct - reading.soc_pct
+    if gap_pct <= 0:
+        return 0.0
+    rise_pct = -p_kw * horizon_s / 3600.0 / reading.capacity_kwh * 100.0
+    able_kw = max(0.0, reading.max_charge_kw) * max(0.0, 1.0 - rise_pct / gap_pct)
+    return max(p_kw, -able_kw)
 
 
 def battery_headroom(
@@ -141,12 +162,15 @@ def plan_sheds(
     """
     s = site.rules
     wanted = {lid: targets.shed.get(lid, False) for lid in site.load_nominal_kw}
-    shed = {lid: previous.load_shed.get(lid, False) or wanted[lid] for lid in site.load_nominal_kw}
+    # A load told to stay shed that reports running has restored itself (its maximum shed time) or
+    # never went: believe the device, or the dispatch would count on a drop that is not coming.
+    shed = {lid: (previous.load_shed.get(lid, False) and not _running(snap, lid)) or wanted[lid]
+            for lid in site.load_nominal_kw}  # fmt: skip
     for lid in shed:
         reading = snap.loads.get(lid)
         if wanted[lid] and not previous.load_shed.get(lid, False) and reading is not None and reading.running:
             projected_import_kw -= reading.p_kw
-    ceiling = targets.import_cap_kw - s.import_margin_kw
+    ceiling = cap_ceiling_kw(site, targets)
     for lid in sorted(shed, key=lambda i: -site.load_nominal_kw[i]):
         reading = snap.loads.get(lid)
         if projected_import_kw <= ceiling:
@@ -162,6 +186,19 @@ def plan_sheds(
     return shed, projected_import_kw
 
 
+def cap_ceiling_kw(site: SiteModel, targets: Targets) -> float:
+    """The import the guards steer under: the cap in force less its margin, but never so low that holding
+    it would export (a cap of 0, from a demand-response event or a broken plan, must not push power out:
+    the export limit is the grid's hard rule, a demand-response cap a commitment)."""
+    floor = -site.grid.export_cap_kw + site.rules.target_import_kw
+    return max(targets.import_cap_kw - site.rules.import_margin_kw, floor)
+
+
+def _running(snap: Snapshot, lid: str) -> bool:
+    reading = snap.loads.get(lid)
+    return reading is not None and reading.running
+
+
 def dispatch(snap: Snapshot, previous: Setpoints, site: SiteModel, targets: Targets) -> Setpoints:
     """One cycle of real-time dispatch toward ``targets`` under the guards (see module docstring)."""
     load_kw = snap.site_load_kw()
@@ -174,22 +211,41 @@ def dispatch(snap: Snapshot, previous: Setpoints, site: SiteModel, targets: Targ
         want_kw = site_load_kw - snap.pv_kw - targets.grid_kw  # + discharge
         if capped:
             # PV is being held back: the battery must not discharge in its place (that would lower the
-            # cap further, cycle after cycle); it charges a little more so the cap can rise.
-            want_kw = min(want_kw, 0.0) - s.pv_probe_pct / 100 * sum(site.pv_rated_kw.values())
+            # cap further, cycle after cycle); it charges a little more so the cap can rise. But never
+            # at the price of the import cap: what keeps the import under it is discharged regardless.
+            over_cap_kw = site_load_kw - snap.pv_kw - cap_ceiling_kw(site, targets)
+            want_kw = max(min(want_kw, 0.0) - s.pv_probe_pct / 100 * sum(site.pv_rated_kw.values()), over_cap_kw)
         return split_battery_power(want_kw, snap, site.batteries)
 
     battery = battery_for(load_kw)
     shed, _ = plan_sheds(load_kw - snap.pv_kw - sum(battery.values()), snap, site, previous, targets)
-    shed_kw = sum(r.p_kw for lid, r in snap.loads.items() if r is not None and shed.get(lid) and r.running)
-    if shed_kw:  # the load about to drop must not leave the battery pushing power out to the grid
-        battery = battery_for(load_kw - shed_kw)
-    battery_kw = sum(battery.values())
-    allowed_pv_kw = (load_kw - shed_kw) - battery_kw + site.grid.export_cap_kw - s.export_margin_kw
+    # Loads told to go this cycle drop within it, while the battery holds this cycle's setpoint: the
+    # discharge must leave no export once they are gone. Only the excess over that room is taken back
+    # (a shed the device refuses then costs little), and a load told earlier that still runs is not
+    # coming down at all.
+    shed_kw = sum(r.p_kw for lid, r in snap.loads.items()
+                  if r is not None and r.running and shed.get(lid) and not previous.load_shed.get(lid))  # fmt: skip
+    room_kw = (load_kw - shed_kw) - snap.pv_kw + site.grid.export_cap_kw - s.export_margin_kw
+    if shed_kw and sum(battery.values()) > room_kw:
+        battery = split_battery_power(room_kw, snap, site.batteries)
+    # PV is allowed against what the batteries will still absorb when the cycle ends, not their setpoints
+    absorbed_kw = sum(sustained_charge_kw(snap.batteries.get(b), p, site.batteries[b], site.cycle_s)
+                      for b, p in battery.items() if b in site.batteries)  # fmt: skip
+    allowed_pv_kw = (load_kw - shed_kw) - absorbed_kw + site.grid.export_cap_kw - s.export_margin_kw
     caps = split_pv_cap(allowed_pv_kw, snap.pv, site.pv_rated_kw, previous.pv_limit_kw)
     return Setpoints(pv_limit_kw=caps, battery_p_kw=battery, load_shed=shed, reason=targets.reason)
 
 
-def decide_rules(snap: Snapshot, previous: Setpoints, site: SiteModel) -> Setpoints:
+CapFn = Callable[[datetime], float | None]  # a demand-response import cap in force at ts, or None
+
+
+def import_cap_now(site: SiteModel, ts: datetime, cap_fn: CapFn | None) -> float:
+    """The connection's import cap, or a tighter demand-response cap in force at ``ts``."""
+    dr_cap = cap_fn(ts) if cap_fn is not None else None
+    return site.grid.import_cap_kw if dr_cap is None else min(site.grid.import_cap_kw, dr_cap)
+
+
+def decide_rules(snap: Snapshot, previous: Setpoints, site: SiteModel, cap_fn: CapFn | None = None) -> Setpoints:
     """Rule-based self-consumption: steer the grid to a small import, PV first."""
-    targets = Targets(grid_kw=site.rules.target_import_kw, import_cap_kw=site.grid.import_cap_kw)
+    targets = Targets(grid_kw=site.rules.target_import_kw, import_cap_kw=import_cap_now(site, snap.ts, cap_fn))
     return dispatch(snap, previous, site, targets)

@@ -153,6 +153,11 @@ class Store:
             self._checkpointer.start()
 
     # -- open / close ----------------------------------------------------------------------------
+    @property
+    def path(self) -> str:
+        """The database file (``":memory:"`` for a throwaway one): other readers open it themselves."""
+        return self._path
+
     @classmethod
     def open(cls, path: str | os.PathLike[str], clock: NowSource, settings: StoreSettings | None = None) -> Store:
         """Open (creating or migrating) the database at ``path``; ``":memory:"`` for a throwaway one."""

@@ -123,3 +123,43 @@ CREATE TABLE events (
 );
 CREATE UNIQUE INDEX events_external ON events (kind, external_id);
 CREATE INDEX events_kind_state ON events (kind, state);
+
+-- migration 2
+-- Demand-response evidence (dr/records.py): the baseline fixed for each event with every history
+-- row it used, the programme terms it is judged by, and one row per quarter-hour of the event.
+-- event_id is the grid company's id (events.external_id of kind 'dr').
+CREATE TABLE dr_baselines (
+    event_id           TEXT PRIMARY KEY,
+    programme_id       TEXT NOT NULL,
+    method             TEXT NOT NULL,     -- five_day | ten_in_ten | pre_event_15min
+    computed_ts        TEXT NOT NULL,
+    adjustment         REAL NOT NULL,     -- day-of factor (1 when the method has none)
+    days_used_json     TEXT NOT NULL,
+    inputs_json        TEXT NOT NULL,     -- [[slot start, mean grid kW], ...]: the history rows used
+    spec_json          TEXT NOT NULL,     -- the event's intervals as assessed
+    threshold          REAL NOT NULL,     -- response rate the event must reach
+    price_cny_per_kwh  REAL NOT NULL,
+    stopped_ts         TEXT               -- set when the event was cancelled while running
+);
+CREATE TABLE dr_baseline_slots (
+    event_id     TEXT    NOT NULL REFERENCES dr_baselines (event_id),
+    start_unix   INTEGER NOT NULL,
+    ts_start     TEXT    NOT NULL,
+    baseline_kw  REAL    NOT NULL,
+    PRIMARY KEY (event_id, start_unix)
+);
+CREATE TABLE dr_intervals (
+    event_id       TEXT    NOT NULL REFERENCES dr_baselines (event_id),
+    start_unix     INTEGER NOT NULL,
+    ts_start       TEXT    NOT NULL,
+    baseline_kw    REAL    NOT NULL,
+    actual_kw      REAL,               -- NULL: no meter reading in the quarter-hour
+    delivered_kw   REAL,               -- baseline - actual
+    delivered_kwh  REAL    NOT NULL,   -- scaled by the share of the slot inside the event
+    committed_kw   REAL    NOT NULL,
+    fraction       REAL    NOT NULL,   -- share of the slot inside the event
+    battery_kwh    REAL    NOT NULL,   -- discharge - charge
+    shed_kwh_json  TEXT    NOT NULL,   -- {"load id": kWh}
+    complete       INTEGER NOT NULL,   -- 1: fully metered and observed by the ledger throughout
+    PRIMARY KEY (event_id, start_unix)
+);

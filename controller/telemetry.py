@@ -16,6 +16,8 @@ topic             QoS  retain  when                                     payload 
                                                                         "alarms": count, "alarm_codes": [str]}
 ``plan``          1    yes     when :meth:`publish_plan` gets a new     the summary as given (NaN/inf become null,
                                summary; on reconnect                    datetimes ISO-8601)
+``alarm``         1    no      :meth:`publish_event` ("alarm"): each    {"ts", "state": "raised"|"cleared", "code",
+                               alarm raised or cleared, in order        "device", "message"} (controller.alarms)
 ``status``        1    yes     not here: :class:`drivers.mqtt_load.MqttLoadBus` owns it (last will)
 ================  ===  ======  =======================================  =============================================
 
@@ -40,7 +42,7 @@ import contextlib
 import json
 import logging
 import math
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -106,6 +108,7 @@ class MqttTelemetry(MqttSession):
         self._queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=queue_size)
         self._retained: dict[str, bytes] = {}  # latest payload per retained topic
         self._pending: dict[str, bytes] = {}  # retained payloads not yet confirmed on this connection
+        self._events: deque[tuple[str, bytes]] = deque(maxlen=queue_size)  # QoS-1 events, oldest first
         self._wake = asyncio.Event()
         self._n: Counter[str] = Counter()
         self._since_meas = 0
@@ -162,6 +165,14 @@ class MqttTelemetry(MqttSession):
         """Publish (retained) a plan summary if it differs from the last one; TypeError if not JSON-able."""
         self._set_retained(self._topics["plan"], _dump(summary))
 
+    def publish_event(self, kind: str, payload: Mapping[str, Any]) -> None:
+        """Publish ``payload`` on ``controller/{kind}`` (QoS 1, not retained, e.g. alarms), in order; kept
+        queued while the broker is away (the oldest dropped and counted beyond ``queue_size``)."""
+        if len(self._events) == self._events.maxlen:
+            self._n["dropped"] += 1
+        self._events.append((controller_topic(self.site, kind), _dump(payload)))
+        self._wake.set()
+
     def _update_state(self, now: datetime) -> None:
         s = self._state
         key = (s["strategy"], s["optimizer_status"], s["plan_ts"], s["fallback_active"], s["alarm_codes"])
@@ -212,12 +223,17 @@ class MqttTelemetry(MqttSession):
                 await lost
 
     async def _drain(self, client: aiomqtt.Client) -> None:
-        while self._pending or not self._queue.empty():
+        while self._pending or self._events or not self._queue.empty():
             if self._pending:
                 topic, payload = next(iter(self._pending.items()))
                 await self._publish(client, topic, payload, qos=1, retain=True)
                 if self._pending.get(topic) is payload:  # not replaced meanwhile
                     del self._pending[topic]
+            elif self._events:
+                event = self._events[0]
+                await self._publish(client, *event, qos=1, retain=False)
+                if self._events and self._events[0] is event:  # confirmed: only now off the queue
+                    self._events.popleft()
             else:
                 topic, payload = self._queue.get_nowait()
                 await self._publish(client, topic, payload, qos=0, retain=False)

@@ -1,7 +1,8 @@
 """The write phase: send only what changed, and re-send before a device's own watchdog expires.
 
 ``commanded`` is what the devices were last told successfully; decide builds on it, so a failed
-write is simply tried again next cycle. A load that refused a command (minimum on/off time, say) is
+write is simply tried again next cycle. A Modbus write that timed out may still land late, after a
+newer one, so the first write that succeeds after a failure is sent once more a cycle later. A load that refused a command (minimum on/off time, say) is
 left alone for ``refusal_backoff_s`` instead of being asked again every cycle.
 """
 
@@ -16,11 +17,13 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from controller.devices import DeviceSet
+from controller.guard import WriteGuard
 from controller.setpoints import Setpoints
 from parkctl.clock import Clock
 
 if TYPE_CHECKING:
     from controller.cycle import CycleSettings
+    from controller.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +39,16 @@ class WriteRecord:
     kind: str  # "pv_limit_kw", "battery_p_kw" or "load_shed"
     value: float | bool | None
     ok: bool
+    reason: str = ""  # why it was not attempted (the write guard refused it); "" otherwise
 
 
 class SetpointWriter:
     def __init__(
-        self, devices: DeviceSet, clock: Clock, settings: CycleSettings, errors: Counter[str]
-    ) -> None:
+        self, devices: DeviceSet, clock: Clock, settings: CycleSettings, errors: Counter[str],
+        guard: WriteGuard | None = None,
+    ) -> None:  # fmt: skip
         self.devices = devices
+        self.guard = guard or WriteGuard()  # every write passes it: see controller.guard
         self.clock = clock
         self.settings = settings
         self.errors = errors
@@ -54,6 +60,22 @@ class SetpointWriter:
         self._sent_at: dict[str, datetime] = {}
         self._refused_until: dict[str, datetime] = {}
         self.refusals: Counter[str] = Counter()
+        self._failed: set[str] = set()  # devices whose last write failed: it may still land, late
+        self._confirm: set[str] = set()  # devices to send the current setpoint once more
+
+    def reconcile_loads(self, snap: Snapshot) -> None:
+        """Believe a load that runs although it was told to stay shed, once it has had a cycle to obey.
+
+        A device restores itself after its maximum shed time (or a local operator starts it); keeping
+        it marked shed would make every later restore look refused and the dispatch wait for a drop
+        that is not coming.
+        """
+        grace = timedelta(seconds=self.settings.period_s)
+        for lid, shed in self.commanded.load_shed.items():
+            reading, sent = snap.loads.get(lid), self._sent_at.get(lid)
+            if shed and reading is not None and reading.running and (sent is None or reading.ts - sent >= grace):
+                log.info("load %s runs although shed: it restored itself; taking it as restored", lid)
+                self.commanded = replace(self.commanded, load_shed={**self.commanded.load_shed, lid: False})
 
     def _due(self, key: str, now: datetime, resend_s: float) -> bool:
         last = self._sent_at.get(key)
@@ -66,13 +88,21 @@ class SetpointWriter:
         except Exception as exc:
             self.errors[key] += 1
             errors.append(f"write {key}: {exc!r}")
+            self._failed.add(key)
             return False
         self._sent_at[key] = self.clock.now()
+        if key in self._failed:
+            self._failed.discard(key)
+            self._confirm.add(key)
+        else:
+            self._confirm.discard(key)
         return True
 
     async def write(self, wanted: Setpoints, errors: list[str]) -> tuple[WriteRecord, ...]:
         """Write what differs from ``commanded`` (or is due again); returns what was attempted."""
         now = self.clock.now()
+        wanted, refused = self.guard.filter(wanted)
+        errors.extend(f"refused {r.kind} {r.device}: {r.reason}" for r in refused)
         s, old = self.settings, self.commanded
         jobs: list[tuple[str, str, object, Awaitable[bool]]] = []
         for pid, cap in wanted.pv_limit_kw.items():
@@ -80,12 +110,13 @@ class SetpointWriter:
             changed = (cap is None) != (prev is None) or (
                 cap is not None and prev is not None and abs(cap - prev) > s.deadband_kw
             )
-            if pid in self.devices.pv and (changed or self._due(pid, now, s.pv_resend_s)):
+            if pid in self.devices.pv and (changed or pid in self._confirm or self._due(pid, now, s.pv_resend_s)):
                 call = self._attempt(pid, self.devices.pv[pid].set_pv_limit(cap), errors)
                 jobs.append(("pv", pid, cap, call))
         for bid, p_kw in wanted.battery_p_kw.items():
             changed = abs(p_kw - old.battery_p_kw.get(bid, 0.0)) > s.deadband_kw
-            if bid in self.devices.storage and (changed or self._due(bid, now, s.battery_resend_s)):
+            due = changed or bid in self._confirm or self._due(bid, now, s.battery_resend_s)
+            if bid in self.devices.storage and due:
                 call = self._attempt(bid, self.devices.storage[bid].set_battery_power(p_kw), errors)
                 jobs.append(("battery", bid, p_kw, call))
         for lid, shed in wanted.load_shed.items():
@@ -109,7 +140,7 @@ class SetpointWriter:
         return tuple(
             WriteRecord(now, dev, kinds[kind], value, ok)  # type: ignore[arg-type]
             for (kind, dev, value, _), ok in zip(jobs, results, strict=True)
-        )
+        ) + tuple(WriteRecord(now, r.device, r.kind, r.value, False, r.reason) for r in refused)
 
     async def _command_load(self, lid: str, shed: bool, errors: list[str]) -> bool:
         load = self.devices.loads[lid]
@@ -130,5 +161,6 @@ class SetpointWriter:
             self._refused_until[lid] = self.clock.now() + timedelta(seconds=REFUSAL_BACKOFF_S)
             log.info("load %s refused %s: %s", lid, "shed" if shed else "restore", outcome.reason)
             return False
+        self._sent_at[lid] = self.clock.now()
         return True
 

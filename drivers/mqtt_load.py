@@ -30,7 +30,7 @@ import aiomqtt
 from drivers import topics as tp
 from drivers.capabilities import CommandOutcome, LoadReading
 from drivers.mqtt_session import NODELAY as NODELAY  # re-exported for older imports
-from drivers.mqtt_session import MqttEndpoint, MqttOptions, MqttSession
+from drivers.mqtt_session import MqttEndpoint, MqttOptions, MqttSession, describe_failure, login_refused
 from drivers.mqtt_session import cancel_and_wait as cancel_and_wait
 from parkctl.clock import Clock
 
@@ -132,8 +132,11 @@ class MqttLoadBus(MqttSession):
             self._on_message(msg.topic.value, msg.payload)
 
     def _on_drop(self, exc: Exception, delay: float, failures: int) -> None:
-        ep = self._endpoint
-        self._rlog.warning("connection", "MQTT bus %s:%d: %s; retrying in %.2f s", ep.host, ep.port, exc, delay)
+        ep, why = self._endpoint, describe_failure(exc)
+        if login_refused(exc) and not failures:  # once per outage, whatever the rate limit
+            log.error("MQTT bus %s:%d: %s; retrying every %.0f s", ep.host, ep.port, why, delay)
+            return
+        self._rlog.warning("connection", "MQTT bus %s:%d: %s; retrying in %.2f s", ep.host, ep.port, why, delay)
 
     def _on_message(self, topic: str, payload: object) -> None:
         self._n["messages"] += 1

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import socket
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self, TypedDict
 
@@ -47,7 +47,7 @@ class MqttEndpoint:
     port: int
     client_id: str
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     tls_context: ssl.SSLContext | None = None
     keepalive_s: int = 15
     timeout_s: float = 5.0
@@ -72,6 +72,63 @@ class MqttEndpoint:
         )  # fmt: skip
 
 
+@dataclass(frozen=True, slots=True)
+class MqttSessionSettings:
+    """Where the broker is and how to log in, resolved once (secret read, TLS context built).
+
+    Every MQTT user of one configuration (load bus, telemetry, DR subscriber, check-config) takes the
+    same object, so none can forget TLS or the credentials: pass ``**settings.options(client_id)`` to a
+    session class, or call :meth:`client` for a one-off connection. The password never shows in a repr.
+    """
+
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls_context: ssl.SSLContext | None = None
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_context is not None
+
+    def options(self, client_id: str | None = None) -> MqttOptions:
+        """The :class:`MqttOptions` keywords (``client_id`` None: the class's own default)."""
+        return MqttOptions(client_id=client_id, username=self.username, password=self.password,
+                           tls_context=self.tls_context)  # fmt: skip
+
+    def client(self, client_id: str, *, timeout_s: float = 5.0, clean_session: bool = True) -> aiomqtt.Client:
+        """A plain ``aiomqtt.Client`` with these settings, for short-lived connections."""
+        return aiomqtt.Client(
+            self.host, self.port, identifier=client_id, clean_session=clean_session, username=self.username,
+            password=self.password, tls_context=self.tls_context, timeout=timeout_s, socket_options=NODELAY,
+        )  # fmt: skip
+
+    def __str__(self) -> str:
+        user = f"{self.username}@" if self.username else ""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
+
+
+# CONNACK codes of a refused login: MQTT 3.1.1 4 and 5, and what paho 2 maps them to (MQTT 5 134, 135)
+LOGIN_REFUSED_CODES = frozenset({4, 5, 134, 135})
+
+
+def login_refused(exc: BaseException) -> bool:
+    """True when the broker answered CONNECT with "bad user name or password" or "not authorised"."""
+    rc = getattr(exc, "rc", None)
+    code = getattr(rc, "value", rc)
+    return isinstance(exc, aiomqtt.MqttCodeError) and code in LOGIN_REFUSED_CODES
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line an operator can act on: a refused login and a failed TLS handshake say what to check."""
+    text = str(exc) or type(exc).__name__
+    if login_refused(exc):
+        return f"broker refused the login ({text}): check mqtt.username and password_file/password_env"
+    if "SSL" in text or "certificate" in text.lower():
+        return f"TLS failed ({text}): check mqtt.tls.ca_file and the broker certificate's host name"
+    return text
+
+
 class MqttSession:
     """A broker connection kept up in a background task; subclass and implement :meth:`_serve`.
 
@@ -91,6 +148,7 @@ class MqttSession:
         self._tasks: list[asyncio.Task[None]] = []  # the connection loop first; a subclass may add more
         self._closing = False
         self._reconnects = 0
+        self._last_error: str | None = None
 
     @property
     def connected(self) -> bool:
@@ -100,6 +158,11 @@ class MqttSession:
     def reconnects(self) -> int:
         """Connections after the first one."""
         return self._reconnects
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the last connection attempt failed or the last connection dropped (None: never)."""
+        return self._last_error
 
     # -- lifecycle -----------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -141,9 +204,9 @@ class MqttSession:
 
     def _on_drop(self, exc: Exception, delay: float, failures: int) -> None:
         """Log a failed attempt or lost connection: a warning once per outage, then debug."""
-        self._log.log(logging.DEBUG if failures else logging.WARNING, "%s %s:%d: %s; retrying in %.2f s",
-                      self._label, self._endpoint.host, self._endpoint.port, str(exc) or type(exc).__name__,
-                      delay)  # fmt: skip
+        level = logging.ERROR if login_refused(exc) else logging.DEBUG if failures else logging.WARNING
+        self._log.log(level, "%s %s:%d: %s; retrying in %.2f s", self._label, self._endpoint.host,
+                      self._endpoint.port, describe_failure(exc), delay)  # fmt: skip
 
     # -- the loop ------------------------------------------------------------------------------------
     async def _run(self) -> None:
@@ -163,6 +226,9 @@ class MqttSession:
                     delay, failures = self._backoff_s[0], 0
                     await self._serve(client)
             except (aiomqtt.MqttError, TimeoutError) as exc:
+                self._last_error = describe_failure(exc)
+                if login_refused(exc):  # a wrong password does not fix itself: do not hammer the broker
+                    delay = self._backoff_s[1]
                 self._on_drop(exc, delay, failures)
                 failures += 1
             except Exception:  # a bug in a subclass must not end the reconnect loop for good

@@ -24,6 +24,7 @@ import logging
 import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC
+from typing import ClassVar
 
 from drivers.capabilities import BatteryReading, MeterReading, PvReading
 from drivers.modbus_client import MAX_READ_COUNT, ModbusDeviceClient, ModbusExceptionResponse
@@ -54,6 +55,9 @@ _METER_POINTS = ("W", "TotWhImp", "TotWhExp")
 
 
 class _SunSpecDevice:
+    # The only points each driver ever writes, by model: anything else is refused before the request.
+    WRITABLE: ClassVar[Mapping[int, frozenset[str]]] = {}
+
     def __init__(self, id: str, client: ModbusDeviceClient, *, clock: Clock | None = None) -> None:
         self.id = id
         self.client = client
@@ -123,11 +127,13 @@ class _SunSpecDevice:
             raise self._reject(f"model {model} point {name} is not implemented")
         return float(v)
 
-    @staticmethod
-    def _opt(*candidates: tuple[Block | None, str]) -> float | None:
+    def _opt(self, *candidates: tuple[Block | None, str]) -> float | None:
+        """The first implemented of the candidate points; a non-finite one (float32 inf) is rejected."""
         for block, name in candidates:
             v = block.get(name) if block is not None else None
             if isinstance(v, int | float):
+                if not math.isfinite(v):
+                    raise self._reject(f"point {name} = {v}")
                 return float(v)
         return None
 
@@ -136,7 +142,11 @@ class _SunSpecDevice:
             raise self._reject(why)
 
     async def _write(self, model: int, raw: dict[str, int]) -> None:
-        """Write raw values of contiguous points of ``model`` in one request."""
+        """Write raw values of contiguous points of ``model`` in one request (only points in WRITABLE)."""
+        outside = sorted(set(raw) - self.WRITABLE.get(model, frozenset()))
+        if outside:
+            raise DeviceError(f"{self.id}: refusing to write model {model} points {outside}: "
+                              f"{type(self).__name__} writes only {dict(self.WRITABLE)}")  # fmt: skip
         inst = (await self.models())[model]
         mdef = model_def(model)
         points = sorted((mdef.point(n) for n in raw), key=lambda p: p.offset)
@@ -157,6 +167,10 @@ class SunSpecPvInverter(_SunSpecDevice):
     WMaxLimPct_RvrtTms; 0 (the default) keeps a limit until it is lifted, the safe side under a
     zero-export rule if the controller dies.
     """
+
+    WRITABLE: ClassVar[Mapping[int, frozenset[str]]] = {
+        123: frozenset({"WMaxLimPct", "WMaxLimPct_WinTms", "WMaxLimPct_RvrtTms", "WMaxLimPct_RmpTms", "WMaxLim_Ena"})
+    }
 
     def __init__(self, id: str, client: ModbusDeviceClient, *, clock: Clock | None = None,
                  revert_s: int = 0) -> None:
@@ -217,6 +231,11 @@ class SunSpecStorage(_SunSpecDevice):
     Max charge/discharge come from model 802 WChaRteMax/WDisChaRteMax (what the battery can do now),
     else the model 120 nameplate, else 124 WChaMax.
     """
+
+    WRITABLE: ClassVar[Mapping[int, frozenset[str]]] = {
+        124: frozenset({"OutWRte", "InWRte", "InOutWRte_WinTms", "InOutWRte_RvrtTms", "InOutWRte_RmpTms",
+                        "StorCtl_Mod"})
+    }
 
     def __init__(self, id: str, client: ModbusDeviceClient, *, clock: Clock | None = None,
                  revert_s: int = 60) -> None:

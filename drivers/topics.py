@@ -11,7 +11,9 @@ topic                       direction  QoS  retain  payload
 ``load/{id}/availability``  dev → ctl  1    yes     "online" | "offline" (the device's last will)
 ``controller/status``       ctl → all  1    yes     "online" | "offline" (the controller's last will)
 ``controller/...``          reserved   -    -       the controller's measurements, plan, alarms
-``dr/...``                  reserved   -    -       demand-response events and reports
+``dr/event``                grid→ctl   1    no      an OpenADR-3-shaped event (see :mod:`dr.wire`)
+``dr/ack``                  ctl→grid   1    no      {"id", "modificationNumber", "status", "optIn", ...}
+``dr/...``                  reserved   -    -       demand-response reports
 ==========================  =========  ===  ======  ====================================================
 
 ``ts`` is ISO-8601 with a UTC offset. State is retained so a (re)connecting controller sees the last
@@ -26,12 +28,13 @@ fields without breaking an older controller.
 
 from __future__ import annotations
 
-import json
-import math
 import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
+
+from drivers import strict_json as sj
+from drivers.strict_json import PayloadError as PayloadError  # re-exported: callers catch tp.PayloadError
 
 ROOT: Final = "park"
 MAX_PAYLOAD_BYTES: Final = 4096
@@ -53,7 +56,7 @@ class TopicSpec:
     """One row of the scheme: the pattern (with ``{site}``/``{id}``), who publishes it, QoS and retain."""
 
     pattern: str
-    publisher: Literal["device", "controller"]
+    publisher: Literal["device", "controller", "grid"]
     qos: int
     retain: bool
 
@@ -64,6 +67,8 @@ SCHEME: Final[dict[str, TopicSpec]] = {
     "ack": TopicSpec("park/{site}/load/{id}/ack", "device", 1, False),
     "availability": TopicSpec("park/{site}/load/{id}/availability", "device", 1, True),
     "controller_status": TopicSpec("park/{site}/controller/status", "controller", 1, True),
+    "dr_event": TopicSpec("park/{site}/dr/event", "grid", 1, False),
+    "dr_ack": TopicSpec("park/{site}/dr/ack", "controller", 1, False),
 }
 RESERVED_PREFIXES: Final = ("park/{site}/controller/", "park/{site}/dr/")
 
@@ -92,6 +97,16 @@ def controller_status_topic(site: str) -> str:
     return f"{ROOT}/{check_name(site, 'site')}/controller/status"
 
 
+def dr_event_topic(site: str) -> str:
+    """Demand-response events from the grid company's gateway to the controller."""
+    return f"{ROOT}/{check_name(site, 'site')}/dr/event"
+
+
+def dr_ack_topic(site: str) -> str:
+    """The controller's answers to demand-response events."""
+    return f"{ROOT}/{check_name(site, 'site')}/dr/ack"
+
+
 def parse_load_topic(site: str, topic: str) -> tuple[str, Kind] | None:
     """``(load_id, kind)`` for a load topic of this site, None for anything else."""
     parts = topic.split("/")
@@ -104,14 +119,6 @@ def parse_load_topic(site: str, topic: str) -> tuple[str, Kind] | None:
 
 
 # -- payloads ------------------------------------------------------------------------------------------
-
-
-class PayloadError(ValueError):
-    """A payload that does not follow the scheme; ``reason`` is a short code suitable for a counter."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,44 +198,16 @@ def peek_command_id(payload: bytes) -> str | None:
 # -- helpers -------------------------------------------------------------------------------------------
 
 
-def _reject_constant(name: str) -> Any:
-    raise PayloadError("not_finite", f"{name} is not allowed")
-
-
 def _load(payload: bytes) -> dict[str, Any]:
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        raise PayloadError("too_large", f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
-    try:
-        d = json.loads(payload, parse_constant=_reject_constant)
-    except PayloadError:
-        raise
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise PayloadError("bad_json", str(exc)[:80]) from None
-    if not isinstance(d, dict):
-        raise PayloadError("bad_json", f"expected a JSON object, got {type(d).__name__}")
-    return d
+    return sj.load_object(payload, MAX_PAYLOAD_BYTES)
 
 
 def _get(d: dict[str, Any], key: str, typ: type[Any]) -> Any:
-    if key not in d:
-        raise PayloadError("missing_field", key)
-    v = d[key]
-    # bool is a subclass of int: never accept true/false where a number is expected
-    if not isinstance(v, typ) or (typ is not bool and isinstance(v, bool)):
-        raise PayloadError("bad_type", f"{key} must be {typ.__name__}, got {type(v).__name__}")
-    return v
+    return sj.get(d, key, typ)
 
 
 def _get_float(d: dict[str, Any], key: str) -> float:
-    if key not in d:
-        raise PayloadError("missing_field", key)
-    v = d[key]
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        raise PayloadError("bad_type", f"{key} must be a number, got {type(v).__name__}")
-    f = float(v)
-    if not math.isfinite(f):  # huge integers overflow to inf
-        raise PayloadError("not_finite", f"{key} is not finite")
-    return f
+    return sj.finite(sj.get(d, key, object), key)
 
 
 def _get_id(d: dict[str, Any]) -> str:
@@ -239,21 +218,8 @@ def _get_id(d: dict[str, Any]) -> str:
 
 
 def _get_ts(d: dict[str, Any]) -> datetime:
-    raw = _get(d, "ts", str)
-    try:
-        ts = datetime.fromisoformat(raw)
-    except ValueError:
-        raise PayloadError("bad_ts", f"ts {raw[:40]!r} is not ISO-8601") from None
-    if ts.tzinfo is None or ts.utcoffset() is None:
-        raise PayloadError("bad_ts", f"ts {raw[:40]!r} has no UTC offset")
-    return ts
+    return sj.parse_ts(_get(d, "ts", str), "ts")
 
 
-def _ts(ts: datetime) -> str:
-    if ts.tzinfo is None:
-        raise ValueError("timestamps on the wire must be timezone-aware")
-    return ts.isoformat()
-
-
-def _dump(d: dict[str, Any]) -> bytes:
-    return json.dumps(d, allow_nan=False, separators=(",", ":")).encode()
+_ts = sj.iso
+_dump = sj.dump

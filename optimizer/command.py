@@ -33,12 +33,32 @@ __all__ = ["inputs_from_scenario", "optimize_scenario", "tariff_series", "write_
 
 
 def tariff_series(tariff: Tariff, start: datetime, step_s: int, n_steps: int) -> tuple[list[float], list[str]]:
-    """Per-step import price (minute-weighted mean over the step) and the period at each step's start."""
+    """Per-step import price (minute-weighted mean over the step) and the period at each step's start.
+
+    Each season's day is laid out once as a 1440-minute price table (``Tariff.price_at`` per minute took
+    a quarter of a second per 24-h plan, as long as the re-plan's solve)."""
     prices, periods = [], []
     minutes = max(1, step_s // 60)
+    tables: dict[int, np.ndarray] = {}
+
+    def table(t: datetime) -> np.ndarray:
+        season = tariff.season_for(t)
+        got = tables.get(id(season))
+        if got is None:
+            got = np.empty(1440)
+            for w in season.windows:
+                got[w.start_min : w.end_min] = tariff.flat_cny_per_kwh * tariff.ratios[w.kind]
+            tables[id(season)] = got
+        return got
+
     for t in range(n_steps):
         t0 = start + timedelta(seconds=t * step_s)
-        prices.append(float(np.mean([tariff.price_at(t0 + timedelta(minutes=k)) for k in range(minutes)])))
+        m0, last = t0.hour * 60 + t0.minute, t0 + timedelta(minutes=minutes - 1)
+        if last.date() == t0.date() and last.utcoffset() == t0.utcoffset():  # one local day: one slice
+            prices.append(float(table(t0)[m0 : m0 + minutes].mean()))
+        else:
+            at = [t0 + timedelta(minutes=k) for k in range(minutes)]
+            prices.append(float(np.mean([table(a)[a.hour * 60 + a.minute] for a in at])))
         periods.append(str(tariff.period_at(t0)))
     return prices, periods
 

@@ -38,7 +38,7 @@ def diagnose(
     h.changeObjectiveOffset(0.0)
     h.changeRowBounds(int(layout.rows["green_floor"][0]), -highspy.kHighsInf, highspy.kHighsInf)
     try:
-        r = run_stage(h, time_limit_s, 1e-4)
+        r = run_stage(h, time_limit_s, 1e-4, mip=layout.is_mip())
     finally:
         push_data(h, layout, v)
     if r.x is None:

@@ -165,6 +165,10 @@ class SolverSettings(_Model):
 
     time_limit_s: float = Field(default=30.0, gt=0, allow_inf_nan=False)
     mip_rel_gap: float = Field(default=0.005, ge=0, le=1)
+    mip_search_s: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False,
+        description="MIP search seconds once a heuristic incumbent is in hand (None: the time limit; 0: none)",
+    )  # fmt: skip
     green_rel_tol: float = Field(default=1e-3, ge=0, le=0.1)
     green_abs_tol_kwh: float = Field(default=0.01, ge=0)
     green_tiebreak_kwh_per_cny: float = Field(

@@ -15,6 +15,8 @@ load is left to the MIP.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from optimizer.bounds import binary_deferrables
@@ -51,34 +53,51 @@ def _preds(r: ShedRule, state: tuple[str, int, int], n_max: int, new_day: bool) 
     return [("run", a - 1, m) for m in same] + ([("run", G, m) for m in same] if a == G else [])
 
 
-def round_sheds(d: ModelData, i: int, relaxed: np.ndarray) -> np.ndarray | None:
-    """The 0/1 schedule of interruptible load ``i`` closest to ``relaxed`` that keeps its rules."""
-    r, T = d.structure.sheds[i], d.n_steps
-    n_max = int(max(d.day_rhs[i].max(), 0))
+Machine = tuple[dict[tuple[str, int, int], int], np.ndarray, np.ndarray, np.ndarray, dict[bool, np.ndarray]]
+
+
+@functools.lru_cache(maxsize=64)
+def _machine(r: ShedRule, n_max: int) -> Machine:
+    """The state machine's tables (a pure function of the rule; cached: rebuilt per call it took about
+    half of the rounding's time): state index, shed and ongoing masks, start counts, predecessor tables
+    padded with ``S`` (the -inf slot) for an ordinary step and for the first step of a local day."""
     states, index = _states(r, n_max)
     S = len(states)
     is_shed = np.array([k in ("shed", "ongoing") for k, _, _ in states])
-    kind = [k for k, _, _ in states]
+    is_ongoing = np.array([k == "ongoing" for k, _, _ in states])
     count = np.array([n for _, _, n in states])
     preds = {}
     for new_day in (False, True):
         rows = [[index[p] for p in _preds(r, s, n_max, new_day)] for s in states]
         width = max(1, max(map(len, rows)))
-        preds[new_day] = np.array([row + [S] * (width - len(row)) for row in rows])  # S = padding (-inf)
+        preds[new_day] = np.array([row + [S] * (width - len(row)) for row in rows])
+    for a in (is_shed, is_ongoing, count, *preds.values()):
+        a.setflags(write=False)  # shared between calls
+    return index, is_shed, is_ongoing, count, preds
+
+
+def round_sheds(d: ModelData, i: int, relaxed: np.ndarray) -> np.ndarray | None:
+    """The 0/1 schedule of interruptible load ``i`` closest to ``relaxed`` that keeps its rules."""
+    r, T = d.structure.sheds[i], d.n_steps
+    n_max = int(max(d.day_rhs[i].max(), 0))
+    index, is_shed, is_ongoing, count, preds = _machine(r, n_max)
+    S = len(index)
     value = np.full(S + 1, NEG)
     value[index[("ongoing", 0, 0)] if d.shed_init[i] > 0 else index[("run", max(r.gap_steps, 1), 0)]] = 0.0
     back = np.zeros((T, S), dtype=np.int64)
+    sel = np.arange(S)
+    gain = is_shed.astype(float)
+    shed_ok, run_ok, maxdur_ok = d.shed_ub[i] > 0.5, d.shed_lb[i] < 0.5, d.maxdur_rhs[i] > 0.5
     for t in range(T):
         new_day = t > 0 and d.day_of_step[t] != d.day_of_step[t - 1]
         p = preds[new_day]
         cand = value[p]
         best = np.argmax(cand, axis=1)
-        v = cand[np.arange(S), best] + np.where(is_shed, relaxed[t] - 0.5, 0.0)
-        allowed = np.where(is_shed, d.shed_ub[i, t] > 0.5, d.shed_lb[i, t] < 0.5)
-        allowed &= count <= d.day_rhs[i, d.day_of_step[t]]
-        allowed &= np.array([k != "ongoing" or d.maxdur_rhs[i, t] > 0.5 for k in kind])
-        value = np.append(np.where(allowed & (v > NEG / 2), v, NEG), NEG)
-        back[t] = p[np.arange(S), best]
+        v = cand[sel, best] + gain * (relaxed[t] - 0.5)
+        allowed = np.where(is_shed, shed_ok[t], run_ok[t]) & (count <= d.day_rhs[i, d.day_of_step[t]])
+        allowed &= ~is_ongoing | maxdur_ok[t]
+        value[:S] = np.where(allowed & (v > NEG / 2), v, NEG)
+        back[t] = p[sel, best]
     if value[:S].max() <= NEG / 2:
         return None
     out = np.zeros(T)

@@ -18,7 +18,9 @@ cold green solve uses ``-green + eps*cost`` first (``eps = settings.green_tiebre
 and then, for the bound, re-solves ``-green`` from that basis; ``G1`` is the green of the MIP optimum of
 ``-green + eps*cost``.
 
-Time: the stage-2 MIP gets the remaining time (60 % of it when a stage-1 MIP may still be needed). A stage
+Time: the stage-2 MIP gets the remaining time (60 % of it when a stage-1 MIP may still be needed), or at
+most ``settings.mip_search_s`` once a heuristic incumbent (rounding, or the previous plan moved on) is in
+hand: a rolling re-plan improves on the last plan a step later, it need not close the gap now. A stage
 stopped by the time limit with an incumbent gives status ``time_limit`` and that incumbent; without one
 the status is ``no_solution`` and the caller falls back.
 """
@@ -32,6 +34,7 @@ import highspy
 import numpy as np
 
 from optimizer.data import ModelData
+from optimizer.fixing import fix_sequentially
 from optimizer.inputs import SolverSettings
 from optimizer.lp import Layout, Vectors
 from optimizer.rounding import round_integers
@@ -69,16 +72,20 @@ def full_start(x: np.ndarray) -> Start:
 
 
 def run_stage(
-    h: highspy.Highs, time_limit_s: float, gap: float, start: Start | None = None, presolve: bool = True
-) -> StageResult:
-    """One HiGHS run with a time limit; classifies the outcome.
+    h: highspy.Highs, time_limit_s: float, gap: float, start: Start | None = None, presolve: bool = True,
+    mip: bool = False,
+) -> StageResult:  # fmt: skip
+    """One HiGHS run with a time limit; classifies the outcome. ``mip``: the instance has integer columns now.
 
     A partial start (integer columns only) is completed by HiGHS with an LP over the other columns.
     LPs run without presolve: on the bench park it cost more than it saved (2.1 s against 1.2 s).
     """
-    # HiGHS checks time_limit against its run-time clock, which accumulates over every run of the
-    # instance: a persistent model must add what it has already used, or later re-solves time out at once.
-    h.setOptionValue("time_limit", float(h.getRunTime() + max(time_limit_s, 0.05)))
+    # HiGHS 1.16 has two clocks: an LP checks time_limit against the instance's run time, which
+    # accumulates over every run (a persistent model must add what it has used, or later re-solves time
+    # out at once); the MIP solver checks it against its own clock, started at 0 by each run (adding the
+    # run time there let a 20 s limit run 36 s in the replay).
+    budget = max(time_limit_s, 0.05)
+    h.setOptionValue("time_limit", float(budget if mip else h.getRunTime() + budget))
     h.setOptionValue("presolve", "choose" if presolve else "off")
     h.setOptionValue("mip_rel_gap", float(gap))
     if start is not None:
@@ -139,6 +146,24 @@ def _keep_basis(h: highspy.Highs, bases: Bases | None, key: str, result: StageRe
         bases[key] = h.getBasis()
 
 
+def _warm_lp(h: highspy.Highs, bases: Bases | None, key: str, time_s: float) -> StageResult:
+    """The LP from this objective's last basis; once more from scratch if that run breaks down.
+
+    A shifted basis HiGHS accepts can still end a run with no status at all (``kNotset`` in 4 ms, once
+    in a week of re-plans), which used to send the plan to the fallback."""
+    t_end = time.perf_counter() + time_s
+    warm = bases is not None and key in bases
+    _from_basis(h, bases, key)
+    r = run_stage(h, time_s, 0.0, presolve=False)
+    if warm and r.x is None and r.status == "error":
+        assert bases is not None
+        del bases[key]
+        h.clearSolver()
+        r = run_stage(h, t_end - time.perf_counter(), 0.0, presolve=False)
+    _keep_basis(h, bases, key, r)
+    return r
+
+
 def green_bound(
     h: highspy.Highs, layout: Layout, v: Vectors, deadline: float, eps: float, bases: Bases | None = None
 ) -> tuple[StageResult, float]:
@@ -171,56 +196,96 @@ def green_bound(
             _relax(h, layout, False)
 
 
+def _cost(v: Vectors, x: np.ndarray | None) -> float:
+    return float(v.cost @ x) + v.cost_offset if x is not None else float("inf")
+
+
+def _fixed(
+    h: highspy.Highs, layout: Layout, v: Vectors, idx: np.ndarray, vals: np.ndarray, time_s: float
+) -> StageResult:
+    """The (relaxed) LP with the columns ``idx`` fixed at ``vals``: an incumbent when feasible."""
+    n, cols = layout.n_col, np.arange(layout.n_col, dtype=np.int32)
+    lo, hi = v.col_lower.copy(), v.col_upper.copy()
+    lo[idx], hi[idx] = vals, vals
+    h.changeColsBounds(n, cols, lo, hi)
+    try:
+        return run_stage(h, time_s, 0.0, presolve=False)
+    finally:
+        h.changeColsBounds(n, cols, v.col_lower, v.col_upper)
+
+
 def _cost_stage(
     h: highspy.Highs, layout: Layout, v: Vectors, floor: float, time_s: float, gap: float, start: Start | None,
-    d: ModelData | None = None, bases: Bases | None = None,
+    d: ModelData | None = None, bases: Bases | None = None, search_s: float | None = None,
 ) -> tuple[StageResult, str]:  # fmt: skip
-    """Least cost with green >= floor. For a MIP: relax, round (optimizer.rounding), re-solve the LP with
-    the rounded on/off decisions fixed; if that is within ``gap`` of the relaxation it is the answer,
-    otherwise the MIP runs seeded with it."""
+    """Least cost with green >= floor. For a MIP: relax; find incumbents with the on/off decisions fixed
+    (:mod:`optimizer.fixing`, else the rounding of :mod:`optimizer.rounding`; and ``start`` when it sets
+    them all: the previous plan moved on); if the best is within ``gap`` of the relaxation it is the
+    answer, otherwise the MIP runs seeded with it, for at most ``search_s`` when that is set (0: none)."""
     _objective(h, layout.n_col, v.cost, v.cost_offset)
     h.changeRowBounds(int(layout.rows["green_floor"][0]), floor, highspy.kHighsInf)
     if not layout.is_mip():
-        _from_basis(h, bases, "cost")
-        r = run_stage(h, time_s, gap, presolve=False)
-        _keep_basis(h, bases, "cost", r)
-        return r, "LP"
+        return _warm_lp(h, bases, "cost", time_s), "LP"
     if d is None:
-        return run_stage(h, time_s, gap, start), "MIP"
-    t_end = time.perf_counter() + time_s
-    n, cols = layout.n_col, np.arange(layout.n_col, dtype=np.int32)
+        return run_stage(h, time_s, gap, start, mip=True), "MIP"
+    t0 = time.perf_counter()
+    t_end = t0 + time_s
     T = d.n_steps
+    best: StageResult | None = None
+    best_how, c_lp = "", float("nan")
     _relax(h, layout, True)
     try:
-        _from_basis(h, bases, "cost")
-        lp = run_stage(h, time_s, 0.0, presolve=False)
-        _keep_basis(h, bases, "cost", lp)
+        lp = _warm_lp(h, bases, "cost", time_s)
         if lp.x is None:
             return lp, "relaxation"
-        c_lp = float(v.cost @ lp.x) + v.cost_offset
+        c_lp = _cost(v, lp.x) if lp.status == "optimal" else float("-inf")  # a bound only when proven
         idx = np.concatenate([layout.cols["shed"], layout.cols["dl_on"]]).astype(np.int32)
-        shed, on = round_integers(
-            d, lp.x[layout.cols["shed"]].reshape(-1, T), lp.x[layout.cols["dl_on"]].reshape(-1, T)
-        )
-        vals = np.concatenate([shed.ravel(), on.ravel()])
-        known = ~np.isnan(vals)
-        if known.all():
-            lo, hi = v.col_lower.copy(), v.col_upper.copy()
-            lo[idx], hi[idx] = vals, vals
-            h.changeColsBounds(n, cols, lo, hi)
-            fixed = run_stage(h, t_end - time.perf_counter(), 0.0, presolve=False)
-            h.changeColsBounds(n, cols, v.col_lower, v.col_upper)
-            if fixed.x is not None:
-                c_r = float(v.cost @ fixed.x) + v.cost_offset
-                gap_r = max(0.0, c_r - c_lp) / max(1.0, abs(c_r))
-                if gap_r <= gap and lp.status == fixed.status == "optimal":  # the relaxation is a bound
-                    return StageResult("optimal", fixed.x, gap_r, lp.seconds + fixed.seconds, "rounded"), "rounding"
-                start = full_start(fixed.x)
-        elif start is None and known.any():
-            start = (idx[known], vals[known])
+
+        def resolve(cols: np.ndarray, vals: np.ndarray) -> np.ndarray | None:
+            return _fixed(h, layout, v, cols, vals, t_end - time.perf_counter()).x
+
+        seq = fix_sequentially(d, layout, lp.x, resolve)
+        candidates: list[tuple[str, np.ndarray]] = []
+        if seq is not None:
+            best = StageResult("optimal", seq[1], 0.0, 0.0, "fixing")
+            best_how = "sequential fixing"
+        else:
+            shed, on = round_integers(
+                d, lp.x[layout.cols["shed"]].reshape(-1, T), lp.x[layout.cols["dl_on"]].reshape(-1, T)
+            )
+            vals = np.concatenate([shed.ravel(), on.ravel()])
+            known = ~np.isnan(vals)
+            if known.all():
+                candidates.append(("rounding", vals))
+            elif start is None and known.any():
+                start = (idx[known], vals[known])
+        if start is not None and np.array_equal(start[0], idx):
+            candidates.append(("previous plan", np.asarray(start[1], dtype=float)))
+        for how, fix in candidates:
+            fixed = _fixed(h, layout, v, idx, fix, t_end - time.perf_counter())
+            if fixed.x is not None and (best is None or _cost(v, fixed.x) < _cost(v, best.x)):
+                best, best_how = fixed, how
+        if best is not None and best.x is not None:
+            x_r = best.x
+            gap_r = max(0.0, _cost(v, x_r) - c_lp) / max(1.0, abs(_cost(v, x_r)))
+            best = StageResult("time_limit", x_r, gap_r, best.seconds, best_how)
+            if gap_r <= gap:
+                return StageResult("optimal", x_r, gap_r, time.perf_counter() - t0, "rounded"), best_how
+            start = full_start(x_r)
     finally:
         _relax(h, layout, False)
-    return run_stage(h, t_end - time.perf_counter(), gap, start), "MIP"
+    left = t_end - time.perf_counter()
+    if best is not None and search_s == 0:  # a rolling re-plan: the incumbent is good enough to act on
+        return StageResult("time_limit", best.x, best.mip_gap, time.perf_counter() - t0, "heuristic"), best_how
+    mip = run_stage(h, min(left, search_s) if best is not None and search_s else left, gap, start, mip=True)
+    if best is None or best.x is None:
+        return mip, "MIP"
+    c_mip, c_best = _cost(v, mip.x), _cost(v, best.x)
+    if c_mip <= c_best + 1e-9 * max(1.0, abs(c_best)):  # at least as good: the better of both gap measures
+        if mip.status != "optimal":
+            mip.mip_gap = min(mip.mip_gap, max(0.0, c_mip - c_lp) / max(1.0, abs(c_mip)))
+        return mip, "MIP"
+    return best, f"{best_how}; MIP {mip.model_status} in {mip.seconds:.3f} s"
 
 
 def solve_lexicographic(
@@ -242,20 +307,22 @@ def solve_lexicographic(
     mip = layout.is_mip()
     floor = g_lp - tol
     left = deadline - time.perf_counter()
-    s2, how = _cost_stage(h, layout, v, floor, left * (0.6 if mip else 1.0), settings.mip_rel_gap, start, d, bases)
+    search = settings.mip_search_s
+    s2, how = _cost_stage(h, layout, v, floor, left * (0.6 if mip else 1.0), settings.mip_rel_gap, start, d, bases,
+                          search)  # fmt: skip
     msg = f"green bound {g_lp:.3f} kWh (tol {tol:.3f}); cost stage ({how}) {s2.model_status} in {s2.seconds:.3f} s"
     if mip and s2.x is None and s2.status in ("infeasible", "no_solution"):
         # On/off rules keep green more than tol below the LP bound: find the MIP's own green first.
         h.changeRowBounds(row, -highspy.kHighsInf, highspy.kHighsInf)
         _objective(h, layout.n_col, -v.green + eps * v.cost, 0.0)
-        s1 = run_stage(h, 0.5 * (deadline - time.perf_counter()), settings.mip_rel_gap, start)
+        s1 = run_stage(h, 0.5 * (deadline - time.perf_counter()), settings.mip_rel_gap, start, mip=True)
         msg += f"; green MIP {s1.model_status} in {s1.seconds:.3f} s"
         if s1.x is None:
             return LexResult(s1.status, None, float("nan"), float("nan"), float("inf"), float("inf"),
                              time.perf_counter() - t0, msg)  # fmt: skip
         floor = float(v.green @ s1.x) - tol
         s2, how = _cost_stage(h, layout, v, floor, deadline - time.perf_counter(), settings.mip_rel_gap,
-                              full_start(s1.x), d, bases)  # fmt: skip
+                              full_start(s1.x), d, bases, search)  # fmt: skip
         msg += f", floor lowered to {floor:.3f} kWh; cost stage ({how}) {s2.model_status} in {s2.seconds:.3f} s"
         if s2.x is None:
             s2 = StageResult("time_limit", s1.x, float("inf"), s2.seconds, s2.model_status)

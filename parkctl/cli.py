@@ -14,9 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from controller.check import add_check_config_parser, cmd_check_config
+from dr.cli import add_dr_parser, cmd_dr
 from parkctl.argtypes import bounded_float
 from parkctl.errors import ParkError
 from sim.replay_cli import add_replay_parser, cmd_replay
+from sim.sweep_cli import add_sweep_parser, cmd_sweep
 
 
 def parse_speed(text: str) -> float | None:
@@ -60,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="serve: Modbus devices on consecutive ports from BASE (default: free ports)")
     add_check_config_parser(sub)
     add_replay_parser(sub)
+    add_dr_parser(sub)
+    add_sweep_parser(sub)
 
     opt = sub.add_parser("optimize", help="solve one dispatch plan for a scenario and write plan.json/plan.csv")
     opt.add_argument("--scenario", default="chenzhou-summer-weekday", help="shipped name or a YAML path")
@@ -148,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
     handlers = {"sim": _cmd_sim, "check-config": cmd_check_config, "run": _cmd_run, "optimize": _cmd_optimize,
-                "replay": cmd_replay}
+                "replay": cmd_replay, "sweep": cmd_sweep, "dr": cmd_dr}
     try:
         return handlers[args.command](args)
     except ParkError as exc:

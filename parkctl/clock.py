@@ -157,6 +157,14 @@ class SimClock:
             self._holds -= 1
             self._poke()
 
+    async def aclose(self) -> None:
+        """Stop the scheduler task; a clock used inside a longer-lived loop must not leave it pending."""
+        runner, self._runner = self._runner, None
+        if runner is not None and not runner.done():
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+
     async def advance(self, to: datetime) -> None:
         """Let time run to ``to`` (convenient for tests and for a driver with nothing else to do)."""
         await self.sleep_until(to, priority=1_000_000)

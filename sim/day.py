@@ -19,12 +19,12 @@ import gc
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from controller.build import build_controller
+from controller.build import Controller
 from controller.config import (
     BatterySpec,
     ControllerConfig,
@@ -40,11 +40,16 @@ from controller.cycle import CycleSettings
 from controller.settings import BatteryLimits, GridLimits
 from drivers.mqtt_load import MqttLoadBus
 from parkctl.clock import Clock, SimClock, ceil_to
-from sim.broker import BrokerUrl, select_broker
+from sim.broker import BrokerUrl, PrivateMosquitto, select_broker
+from sim.controller_slot import ControllerSlot
+from sim.dr_results import dr_summary, write_dr_results
+from sim.fault_day import FaultRun
 from sim.forecast import SimForecaster
+from sim.grid_company import SentCall, run_grid_company
 from sim.modbus_server import ParkEndpoints, start_park_servers
 from sim.mqtt_devices import SimMqttLoads
 from sim.park import Park
+from sim.prior_history import seed_history
 from sim.scenario import Scenario
 
 log = logging.getLogger(__name__)
@@ -69,9 +74,13 @@ class SimResult:
     out_dir: Path
     wall_s: float
     cycles: int
+    notes: tuple[str, ...] = ()  # further summary lines (demand response, faults)
 
     def summary(self) -> str:
         k = self.kpis
+        return "\n".join((self._kpi_summary(k), *self.notes))
+
+    def _kpi_summary(self, k: dict[str, float]) -> str:
         return (
             f"simulated {k['hours']:.1f} h in {self.wall_s:.1f} s wall ({self.cycles} control cycles)\n"
             f"  PV available {k['pv_available_kwh']:.0f} kWh, used on site {k['green_utilization']:.1%}"
@@ -113,6 +122,7 @@ def controller_config_for(
             id=dev_id, kind=ep.kind, host=ep.host, port=ep.port, unit_id=ep.unit_id,
             rated_kw=rated.get(dev_id),
         ))  # fmt: skip
+    dr = scenario.demand_response.dr_config() if scenario.demand_response else None
     return ControllerConfig(
         site=SiteConfig(name=scenario.site.name, timezone=scenario.site.timezone),
         grid=GridLimits(import_cap_kw=scenario.grid.import_cap_kw, export_cap_kw=scenario.grid.export_cap_kw),
@@ -134,15 +144,23 @@ def controller_config_for(
         planner=planner_config_for(scenario),
         storage=StorageConfig(path=db_path),
         metrics=MetricsConfig(enabled=metrics_port is not None, port=metrics_port or 0),
+        dr=dr,
     )  # fmt: skip
 
 
-async def _barrier(clock: Clock, bus: MqttLoadBus, period: timedelta, load_ids: list[str]) -> None:
-    """Before each control instant, wait until the controller holds the loads' reports of that instant."""
+async def _barrier(clock: Clock, bus: MqttLoadBus | None, period: timedelta, load_ids: list[str],
+                   silenced: Callable[[], set[str]] | None = None) -> None:  # fmt: skip
+    """Before each control instant, wait until the controller holds the loads' reports of that instant
+    (except from loads a fault keeps from reporting: ``silenced``)."""
+    if bus is None:
+        return
     t = ceil_to(clock.now(), period)
     while True:
         await clock.sleep_until(t, priority=10)
+        skip = silenced() if silenced is not None else set()
         for lid in load_ids:
+            if lid in skip:
+                continue
             try:
                 await bus.wait_for_state(lid, t, timeout_s=2.0)
             except TimeoutError:
@@ -176,40 +194,65 @@ async def simulate_day(scenario: Scenario, options: SimOptions) -> SimResult:
     started = time.perf_counter()
     clock = SimClock(scenario.local_start, speed=options.speed, paused=True)  # still while setting up
     end = scenario.end_after(options.hours)
+    # a day with faults runs its own broker, so that it can restart it (broker_restart)
+    own = PrivateMosquitto() if scenario.faults and options.mqtt_url is None else None
+    mqtt_url = str(own.url) if own is not None else options.mqtt_url
     # Loads report once per control cycle: more often would only be read as the same value.
-    async with running_park(scenario, clock, options.mqtt_url, publish_s=options.cycle_s) as (
-        park, endpoints, broker, _,
+    async with (
+        own if own is not None else contextlib.nullcontext(),
+        running_park(scenario, clock, mqtt_url, publish_s=options.cycle_s) as (park, endpoints, broker, devices),
     ):
         options.out_dir.mkdir(parents=True, exist_ok=True)
         db = options.out_dir / "controller.db"
         for old in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
             old.unlink(missing_ok=True)
+        dr = scenario.demand_response
+        if dr is not None and dr.history_days > 0:
+            await seed_history(scenario, dr.history_days, db, dr.history_cycle_s)
+        sent: list[SentCall] = []
         config = controller_config_for(scenario, endpoints, broker, options.cycle_s, options.strategy,
                                        db_path=str(db), metrics_port=options.metrics_port)  # fmt: skip
-        forecaster = SimForecaster(scenario)
-        async with build_controller(config, clock, forecaster=forecaster) as controller:
-            period = timedelta(seconds=options.cycle_s)
-            tasks = [asyncio.create_task(job) for job in controller.tasks(until=end)]
-            if controller.load_bus is not None:
-                barrier = _barrier(clock, controller.load_bus, period, list(park.load_ids))
-                tasks.append(asyncio.create_task(barrier, name="barrier"))
+        faults = FaultRun(scenario, clock, park, endpoints, devices, own, options.strategy) if scenario.faults else None
+        forecaster = SimForecaster(scenario) if faults is None else faults.forecaster(SimForecaster(scenario))
+        period = timedelta(seconds=options.cycle_s)
+
+        def barrier(ctl: Controller) -> Coroutine[object, object, None]:
+            return _barrier(clock, ctl.load_bus, period, list(park.load_ids), faults.silenced_loads if faults else None)
+
+        # the slot builds the controller, and after a controller_restart fault builds it again
+        slot = ControllerSlot(config, clock, end, forecaster=forecaster, jobs=(barrier,),
+                              prepare=faults.prepare if faults else None)  # fmt: skip
+        await slot.start()
+        tasks = []
+        if dr is not None and dr.calls:
+            company = run_grid_company(clock, broker, scenario.site.name, dr.calls, sent)
+            tasks.append(asyncio.create_task(company, name="grid-company"))
+        if faults is not None:
+            tasks.append(asyncio.create_task(faults.run(slot, end), name="faults"))
+        for task in tasks:
+            clock.adopt(task)
+        gc.collect()
+        gc.freeze()  # the park's arrays and the model live all run: keep full collections short
+        clock.resume()
+        try:
+            await clock.sleep_until(end, priority=1_000)
+        finally:
+            await slot.stop()
             for task in tasks:
-                clock.adopt(task)
-            gc.collect()
-            gc.freeze()  # the park's arrays and the model live all run: keep full collections short
-            clock.resume()
-            try:
-                await clock.sleep_until(end, priority=1_000)
-            finally:
-                controller.runtime.stop()
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-            park.advance_to(end)
-            cycles = controller.runtime.stats.cycles
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await slot.bury()
+        park.advance_to(end)
+        cycles = slot.cycles
     kpis = park.kpis()
     write_results(options.out_dir, kpis, park.timeseries())
-    return SimResult(kpis=kpis, out_dir=options.out_dir, wall_s=time.perf_counter() - started, cycles=cycles)
+    notes: list[str] = []
+    if faults is not None:
+        notes.append(faults.finish(options.out_dir, db, slot, kpis, end))
+    if dr is not None:
+        notes.append(dr_summary(write_dr_results(options.out_dir, db, sent)))
+    return SimResult(kpis=kpis, out_dir=options.out_dir, wall_s=time.perf_counter() - started, cycles=cycles,
+                     notes=tuple(notes))  # fmt: skip
 
 
 def write_results(out_dir: Path, kpis: dict[str, float], rows: list[dict[str, object]]) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 
 from controller.forecast import Forecast
 from sim.scenario import Scenario
-from sim.weather import ou_minutes, realised_profiles
+from sim.weather import Profiles, ou_minutes, realised_profiles
 
 SAMPLE_S = 60  # realised profiles are averaged from 1-minute samples
 
@@ -30,6 +30,21 @@ class SimForecaster:
         self.scenario = scenario
         self._err = scenario.forecast_error
         self._fields: dict[str, np.ndarray] = {}
+        self._profiles: Profiles | None = None  # 1-minute realised profiles from the scenario start
+
+    def _realised(self, minute0: int, n_min: int) -> Profiles:
+        """The realised profiles over ``n_min`` minutes from ``minute0``, sliced from one cached sampling.
+
+        Sampling the weather costs more the later the day (its cloud field runs from the scenario
+        start), and a rolling planner asks for it every re-plan: sample once, growing by doubling.
+        """
+        need = minute0 + n_min
+        have = self._profiles
+        if have is None or len(have.times) < need:
+            length = max(need, 2 * (len(have.times) if have is not None else 0), 2 * 24 * 60)
+            have = realised_profiles(self.scenario, hours=length / 60.0, step_s=SAMPLE_S)
+            self._profiles = have
+        return have.window(minute0, need)
 
     def _field(self, key: str, minute0: int, n_min: int) -> np.ndarray:
         """The error field ``e`` over ``n_min`` minutes from ``minute0`` (minutes since scenario start)."""
@@ -50,9 +65,11 @@ class SimForecaster:
             raise ValueError(f"step_s must be a multiple of {SAMPLE_S} s")
         sc, e = self.scenario, self._err
         per = step_s // SAMPLE_S
-        prof = realised_profiles(sc, hours=steps * step_s / 3600.0, step_s=SAMPLE_S, start=start)
         minute0 = math.floor((start - sc.start).total_seconds() / 60.0)
         n_min = steps * per
+        exact = (start - sc.start).total_seconds() % SAMPLE_S == 0
+        prof = (self._realised(minute0, n_min) if exact else
+                realised_profiles(sc, hours=steps * step_s / 3600.0, step_s=SAMPLE_S, start=start))  # fmt: skip
         lead = np.array([(start + timedelta(minutes=i) - issued_at).total_seconds() for i in range(n_min)])
         pv_err = self._field("pv", minute0, n_min) * self._sigma(lead, e.pv_sigma_now, e.pv_sigma_day_ahead)
         load_err = self._field("load", minute0, n_min) * self._sigma(lead, e.load_sigma_now, e.load_sigma_day_ahead)

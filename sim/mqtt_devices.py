@@ -53,6 +53,9 @@ class DeviceStats:
     malformed: Mapping[str, int]
     reconnects: int
     connected: bool
+    commands_applied: int = 0  # commands handed to the park (not duplicates, not ignored)
+    commands_ignored: int = 0  # received while a fault had the device ignore commands
+    malformed_sent: int = 0  # malformed state payloads published on purpose (fault injection)
 
 
 class SimMqttLoad(MqttSession):
@@ -88,6 +91,9 @@ class SimMqttLoad(MqttSession):
         self._recent: OrderedDict[str, tp.Ack] = OrderedDict()
         self._n: Counter[str] = Counter()
         self._malformed: Counter[str] = Counter()
+        # fault injection (sim.fault_inject): ignore commands (no ack, nothing applied) / publish garbage
+        self.ignore_commands = False
+        self.malformed_state = False
 
     def _topic(self, kind: tp.Kind) -> str:
         return tp.load_topic(self._site, self.id, kind)
@@ -99,7 +105,8 @@ class SimMqttLoad(MqttSession):
             states_published=n["states_published"], publish_skipped=n["publish_skipped"],
             commands=n["commands"], duplicate_commands=n["duplicate_commands"],
             malformed=MappingProxyType(dict(self._malformed)), reconnects=self.reconnects,
-            connected=self.connected,
+            connected=self.connected, commands_applied=n["commands_applied"],
+            commands_ignored=n["commands_ignored"], malformed_sent=n["malformed_sent"],
         )  # fmt: skip
 
     # -- lifecycle: stop (says "offline"), wait_connected and async with are MqttSession's ---------------
@@ -153,6 +160,8 @@ class SimMqttLoad(MqttSession):
         if client is None:
             self._n["publish_skipped"] += 1
             return False
+        if self.malformed_state:
+            return await self._publish_malformed(client)
         try:
             state = self._park.load_state(self.id)
             self._seq += 1
@@ -170,7 +179,22 @@ class SimMqttLoad(MqttSession):
         self._n["states_published"] += 1
         return True
 
+    async def _publish_malformed(self, client: aiomqtt.Client) -> bool:
+        """A state payload no controller can accept (fault injection): a report with its fields mangled."""
+        self._seq += 1
+        payload = b'{"ts": "not a time", "p_kw": "NaN", "seq": %d' % self._seq  # truncated JSON, too
+        try:
+            await client.publish(self._topic("state"), payload, qos=1, retain=True, timeout=self._publish_timeout_s)
+        except aiomqtt.MqttError:
+            self._n["publish_skipped"] += 1
+            return False
+        self._n["malformed_sent"] += 1
+        return True
+
     async def _on_command(self, client: aiomqtt.Client, payload: object) -> None:
+        if self.ignore_commands:
+            self._n["commands_ignored"] += 1
+            return
         data = payload if isinstance(payload, bytes) else str(payload).encode()
         try:
             cmd = tp.Command.decode(data)
@@ -188,6 +212,7 @@ class SimMqttLoad(MqttSession):
             await self._ack(client, ack)
             return
         apply = self._park.request_shed if cmd.action == "shed" else self._park.request_restore
+        self._n["commands_applied"] += 1
         try:
             result = apply(self.id)
         except Exception as exc:  # report the failure to the controller rather than crash

@@ -24,6 +24,7 @@ grid import (``grey_import_captured``); None when a strategy is missing or the d
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import time
@@ -51,7 +52,9 @@ from sim.inprocess import park_devices
 from sim.kpi import DEMAND_WINDOW_S
 from sim.modbus_server import Endpoint, ParkEndpoints
 from sim.park import Park
+from sim.progress import HoursObserver, ProgressFactory, Tick
 from sim.replay_cli import STRATEGIES
+from sim.report import require_plotting, write_report
 from sim.scenario import Scenario
 
 DAY = timedelta(days=1)
@@ -130,7 +133,9 @@ async def _snapshots(clock: SimClock, park: Park, at: Iterable[datetime], out: l
         out.append(park.kpis())
 
 
-async def run_strategy(scenario: Scenario, strategy: str, hours: float, cycle_s: float = 60.0) -> StrategyRun:
+async def run_strategy(
+    scenario: Scenario, strategy: str, hours: float, cycle_s: float = 60.0, progress: Tick | None = None
+) -> StrategyRun:
     """Run one strategy for ``hours`` from the scenario start, wired like :func:`controller.build.build_controller`."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
@@ -150,6 +155,8 @@ async def run_strategy(scenario: Scenario, strategy: str, hours: float, cycle_s:
         planner = Planner(config, forecaster, clock, plans, listeners=[stats], peak_source=_month_peak(store))
     decide = decide_none(config.site_model()) if strategy == "none" else make_decider(config, plans)
     observers: list[Observer] = [store, *([planner] if planner else [])]
+    if progress is not None:  # an observer, not a task: the bar cannot change the clock's schedule
+        observers.append(HoursObserver(start, progress))
     runtime = Runtime(devices, decide, clock, config.cycle, observers)
     snaps: list[dict[str, float]] = []
     boundaries = [start + k * DAY for k in range(1, math.ceil(hours / 24)) if start + k * DAY < end]
@@ -238,25 +245,39 @@ def captured(results: dict[str, Any], key: str) -> float | None:
 # -- the replay --------------------------------------------------------------------------------------
 def replay(
     scenario: Scenario, days: float, strategies: Sequence[str], out_dir: Path, cycle_s: float = 60.0,
-    seed: int | None = None,
+    seed: int | None = None, progress: ProgressFactory | None = None, report: bool = True,
+    protocol: bool = False, mqtt_url: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Run every strategy over ``days`` days; write ``out_dir/kpis.json`` and ``out_dir/<strategy>/``.
 
     Returns what kpis.json holds plus ``wall_s`` per strategy (kept out of the file: it is not
-    deterministic) and the planner's solve times under ``solve_s``.
+    deterministic) and the planner's solve times under ``solve_s``. With ``report``, also
+    ``out_dir/report.html`` (:func:`sim.report.write_report`); ``progress`` makes a bar per strategy.
+    ``protocol`` runs every strategy but ``none`` over real Modbus TCP and MQTT (:mod:`sim.replay_protocol`).
     """
+    if report:
+        require_plotting()
     if seed is not None:
         scenario = scenario.model_copy(update={"seed": seed})
     results: dict[str, Any] = {}
     wall: dict[str, float] = {}
     solves: dict[str, list[float]] = {}
     for strategy in strategies:
-        run = asyncio.run(run_strategy(scenario, strategy, days * 24.0, cycle_s))
+        over_protocol = protocol and strategy != "none"
+        if over_protocol:
+            from sim.replay_protocol import run_strategy_protocol
+
+            run = asyncio.run(run_strategy_protocol(scenario, strategy, days * 24.0, cycle_s, out_dir / strategy,
+                                                    mqtt_url))  # fmt: skip
+        else:
+            bar = progress(strategy, days * 24.0) if progress else contextlib.nullcontext()
+            with bar as tick:
+                run = asyncio.run(run_strategy(scenario, strategy, days * 24.0, cycle_s, tick))
         total = derived(dict(run.total), run.total["green_utilization"] * run.total["pv_available_kwh"], scenario)
         results[strategy] = {
-            "total": total, "days": per_day(run, scenario),
+            "total": total, "days": per_day(run, scenario) if not over_protocol or days <= 1 else [],
             "run": {"cycles": run.cycles, "decide_errors": run.decide_errors, "replans": len(run.plans.statuses),
-                    "fallback_plans": run.plans.fallbacks},
+                    "fallback_plans": run.plans.fallbacks, "protocol": over_protocol},
         }  # fmt: skip
         wall[strategy], solves[strategy] = run.wall_s, run.plans.solve_s
         write_results(out_dir / strategy, total, run.rows)
@@ -264,6 +285,8 @@ def replay(
     results["grey_import_captured"] = captured(results, "grid_import_kwh")
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "kpis.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    if report:
+        write_report(out_dir, results, scenario, strategies, cycle_s=cycle_s)
     return {**results, "wall_s": wall, "solve_s": solves}
 
 

@@ -18,6 +18,8 @@ from parkctl.errors import ConfigError
 from parkctl.tariff import Tariff
 from parkctl.timezone import TimezoneName
 from parkctl.yamlfile import parse_yaml_model
+from sim.dr_calls import DemandResponse
+from sim.faults import Fault, check_faults
 
 
 class _Model(BaseModel):
@@ -173,6 +175,8 @@ class Scenario(_Model):
     batteries: list[Battery] = Field(default_factory=list)
     base_load: BaseLoad
     interruptible_loads: list[InterruptibleLoad] = Field(default_factory=list)
+    faults: list[Fault] = Field(default_factory=list, description="fault schedule (sim.faults)")
+    demand_response: DemandResponse | None = Field(default=None, description="programmes and calls (sim.dr_calls)")
 
     @field_validator("start")
     @classmethod
@@ -188,6 +192,12 @@ class Scenario(_Model):
         doubled = sorted({i for i in ids if ids.count(i) > 1})
         if doubled:
             raise ValueError(f"device ids must be unique, repeated: {doubled}")
+        unknown = sorted({c.programme for c in self.demand_response.calls} - set(self.demand_response.programmes)
+                         ) if self.demand_response else []  # fmt: skip
+        if unknown:
+            raise ValueError(f"demand_response.calls name programmes that are not listed: {unknown}")
+        check_faults(self.faults, [p.id for p in self.pv] + [b.id for b in self.batteries],
+                     [ld.id for ld in self.interruptible_loads])  # fmt: skip
         return self
 
     @property

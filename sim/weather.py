@@ -153,6 +153,17 @@ class Profiles:
             total = total + a
         return total
 
+    def window(self, i: int, j: int) -> Profiles:
+        """Samples ``[i, j)`` (views of the same read-only arrays)."""
+        if not 0 <= i < j <= len(self.times):
+            raise ValueError(f"window {i}..{j} outside the {len(self.times)} samples")
+        return Profiles(
+            start=self.times[i].to_pydatetime(), step_s=self.step_s, times=self.times[i:j],
+            poa_w_m2={k: a[i:j] for k, a in self.poa_w_m2.items()}, pv_kw={k: a[i:j] for k, a in self.pv_kw.items()},
+            base_load_kw=self.base_load_kw[i:j],
+            interruptible_kw={k: a[i:j] for k, a in self.interruptible_kw.items()}, ambient_c=self.ambient_c[i:j],
+        )  # fmt: skip
+
     def mean_over(self, period_s: float) -> Profiles:
         """Block averages over ``period_s`` (a whole multiple of ``step_s``), e.g. 900 s for an optimizer."""
         k = round(period_s / self.step_s)

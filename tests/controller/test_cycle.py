@@ -36,12 +36,16 @@ class Pv:
     clock: SimClock
     id: str = "pv"
     limits: list[float | None] = field(default_factory=list)
+    fail_writes: int = 0
 
     async def read_pv(self) -> PvReading:
         return PvReading(self.clock.now(), 500.0, 1000.0, None)
 
     async def set_pv_limit(self, limit_kw: float | None) -> None:
         self.limits.append(limit_kw)
+        if self.fail_writes > 0:
+            self.fail_writes -= 1
+            raise DeviceError("pv: write timed out")
 
 
 @dataclass
@@ -102,6 +106,18 @@ async def test_writes_only_changes_and_resends_battery_before_watchdog() -> None
     assert pv.limits == [800.0]  # written once: unchanged afterwards, resend only after 60 s
     assert bat.writes == [-200.0, -200.0, -200.0]  # at 0 s, 5 s and 10 s: before a device watchdog
     assert load.commands == []  # already running: nothing to say
+
+
+async def test_a_write_after_a_failed_one_is_sent_once_more() -> None:
+    """A timed-out write may land late, over the newer one: the newer one goes out again a cycle later."""
+    clock = SimClock(T0)
+    want = Setpoints(pv_limit_kw={"pv": 800.0})
+    rt, _, pv, _, _ = make(fixed(want), clock)
+    pv.fail_writes = 2
+    await rt.run(until=T0 + timedelta(seconds=6))
+    # fails at 0 s and 1 s, lands at 2 s, confirmed at 3 s, then left alone until the 60 s re-send
+    assert pv.limits == [800.0] * 4
+    assert rt.stats.write_errors["pv"] == 2
 
 
 async def test_failing_device_is_invalidated_counted_and_others_still_written() -> None:

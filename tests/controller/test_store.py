@@ -71,15 +71,16 @@ def rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
 
 # -- schema, migrations, file -------------------------------------------------------------------
 def test_open_creates_schema_in_wal_with_normal_sync(db: Path) -> None:
+    current = str(len(store_mod._load_migrations()))
     with Store.open(db, Clock(), QUIET) as s:
         assert s._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert s._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
-    assert rows(db, "SELECT value FROM meta WHERE key = 'schema_version'") == [("1",)]
+    assert rows(db, "SELECT value FROM meta WHERE key = 'schema_version'") == [(current,)]
     tables = {r[0] for r in rows(db, "SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"meta", "cycles", "history_15min", "setpoints", "plans", "current_plan", "alarms", "events"} <= tables
     with Store.open(db, Clock(), QUIET):  # reopening is a no-op
         pass
-    assert rows(db, "SELECT value FROM meta WHERE key = 'schema_version'") == [("1",)]
+    assert rows(db, "SELECT value FROM meta WHERE key = 'schema_version'") == [(current,)]
 
 
 def test_a_second_process_is_refused(db: Path) -> None:
@@ -102,15 +103,16 @@ def test_migration_applies_once_and_a_failing_one_leaves_nothing(db: Path, monke
     with Store.open(db, Clock(), QUIET) as s:
         s.on_cycle(cyc(T0))
     base = store_mod._load_migrations()
+    current, extra = str(len(base)), str(len(base) + 1)
     monkeypatch.setattr(store_mod, "MIGRATIONS", (*base, "CREATE TABLE broken (x); SELECT * FROM nowhere;"))
     with pytest.raises(sqlite3.OperationalError):
         Store.open(db, Clock(), QUIET)
-    assert rows(db, "SELECT value FROM meta WHERE key = 'schema_version'") == [("1",)]
+    assert rows(db, "SELECT value FROM meta WHERE key = 'schema_version'") == [(current,)]
     assert not rows(db, "SELECT name FROM sqlite_master WHERE name = 'broken'")
     monkeypatch.setattr(store_mod, "MIGRATIONS", (*base, "ALTER TABLE cycles ADD COLUMN note_text TEXT;"))
     Store.open(db, Clock(), QUIET).close()
     Store.open(db, Clock(), QUIET).close()
-    assert rows(db, "SELECT value FROM meta WHERE key = 'schema_version'") == [("2",)]
+    assert rows(db, "SELECT value FROM meta WHERE key = 'schema_version'") == [(extra,)]
     assert rows(db, "SELECT count(*), max(note_text) FROM cycles") == [(1, None)]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import json
 import re
 import shutil
 import socket
@@ -14,19 +15,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
 from controller.check import validate
 from controller.config import load_config
-from controller.cycle import CycleReport
 from controller.metrics import ControllerMetrics
-from controller.setpoints import Setpoints
-from controller.snapshot import Snapshot
-from drivers.modbus_client import ClientStats
 from sim.broker import BrokerUrl, free_port
 from sim.day import controller_config_for
 from sim.modbus_server import METER_ID, Endpoint, ParkEndpoints
 from sim.scenario import load_scenario
+from tests.tls_broker import make_certs
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -67,7 +65,8 @@ def test_example_configs_load_and_validate(monkeypatch: pytest.MonkeyPatch) -> N
         assert validate(DEPLOY / "config" / name) == config
         assert config.strategy == "rules" and config.cycle.period_s == 1.0
     real = load_config(DEPLOY / "config" / "real-park.example.yaml")
-    assert real.mqtt is not None and real.mqtt.url.startswith("mqtts://parkctl:")
+    assert real.mqtt is not None and real.mqtt.url.startswith("mqtts://") and real.mqtt.tls is not None
+    assert real.mqtt.password_env == "PARKCTL_MQTT_PASSWORD"  # the secret is not in the file
     assert {d.kind for d in real.modbus} == {"pv", "storage", "meter"}
 
 
@@ -211,12 +210,16 @@ def test_mosquitto_starts_with_the_example(tmp_path: Path) -> None:
     if program is None:
         pytest.skip("mosquitto not installed")
     port = free_port()
+    certs = make_certs(tmp_path / "certs")
     moves = {
         "listener": f"{port} 127.0.0.1",
         "persistence_location": f"{tmp_path}/",
         "password_file": str(tmp_path / "passwd"),
         "acl_file": str(tmp_path / "acl"),
         "log_dest": "stderr",
+        "cafile": str(certs.ca),
+        "certfile": str(certs.server_cert),
+        "keyfile": str(certs.server_key),
     }
     lines = []
     for line in (DEPLOY / "mosquitto" / "mosquitto.conf").read_text(encoding="utf-8").splitlines():
@@ -244,15 +247,40 @@ def test_mosquitto_starts_with_the_example(tmp_path: Path) -> None:
     assert "Error" not in out, out
 
 
-def test_alerts_use_metrics_the_controller_exports() -> None:
-    """Every parkctl_* series an alert reads is one controller/metrics.py really exposes."""
+def exported_metric_names() -> set[str]:
+    """Every series name the controller can expose: its metrics, demand response and alarms."""
+    from controller.alarms import AlarmMonitor
+    from controller.store import Store, StoreSettings
+    from dr.config import DrConfig, ProgrammeConfig
+    from dr.intake_metrics import DrIntakeCollector
+    from dr.manager import DrManager
+    from dr.metrics import DrMetrics
+    from parkctl.clock import SimClock
+
     registry = CollectorRegistry()
-    m = ControllerMetrics(registry, "zixing-pilot")
     ts = datetime(2026, 7, 15, 3, tzinfo=UTC)
-    m.on_cycle(CycleReport(ts, Snapshot(ts=ts, meter=None), Setpoints(), (), (), {"read": 0.01}, 0.01, False))
-    m.update_devices({"pv-1": ClientStats(read_errors=1)})
-    exposed = {ln.split("{")[0].split(" ")[0] for ln in generate_latest(registry).decode().splitlines()
-               if ln and not ln.startswith("#")}  # fmt: skip
+    ControllerMetrics(registry, "zixing-pilot")
+    DrMetrics(registry, "zixing-pilot")
+    with Store.open(":memory:", SimClock(ts), StoreSettings(checkpoint_s=None)) as store:
+        config = DrConfig(programmes={"p": ProgrammeConfig(price_cny_per_kwh=1.0, penalty_cny_per_kwh=2.0)})
+        DrIntakeCollector("zixing-pilot", DrManager(config, store), SimClock(ts)).register(registry)
+        AlarmMonitor(store, registry, "zixing-pilot")
+        names: set[str] = set()
+        for family in registry.collect():
+            names.add(family.name)
+            names.update(family.name + suffix for suffix in ("_total", "_bucket", "_count", "_sum", "_created"))
+    return names
+
+
+def test_alerts_and_dashboard_use_metrics_the_controller_exports() -> None:
+    """Every parkctl_* series an alert or a dashboard panel reads is one the controller really exposes."""
+    exposed = exported_metric_names()
     rules = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text(encoding="utf-8"))
     used = {name for g in rules["groups"] for r in g["rules"] for name in re.findall(r"parkctl_[a-z_]+", r["expr"])}
     assert used and used <= exposed, sorted(used - exposed)
+    dashboard = json.loads((DEPLOY / "grafana" / "parkctl-dashboard.json").read_text(encoding="utf-8"))
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    exprs += [v["query"] for v in dashboard["templating"]["list"] if v["type"] == "query"]
+    in_panels = {name for e in exprs for name in re.findall(r"parkctl_[a-z_]+", e)}
+    assert in_panels and in_panels <= exposed, sorted(in_panels - exposed)
+    assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 import pytest
 
+from controller.forecast import Forecast
 from sim.forecast import SimForecaster
 from sim.scenario import load_scenario
 from sim.weather import realised_profiles
@@ -51,3 +52,26 @@ def test_pv_stays_within_zero_and_rating() -> None:
 def test_rejects_steps_off_the_minute_grid() -> None:
     with pytest.raises(ValueError, match="multiple"):
         SimForecaster(SC).forecast(T0, T0, steps=4, step_s=90)
+
+
+
+class _Uncached(SimForecaster):
+    """Samples the realised weather anew for every forecast, as the forecaster did before its cache."""
+
+    def forecast(self, issued_at: datetime, start: datetime, steps: int, step_s: int) -> Forecast:
+        self._realised = lambda m0, n: realised_profiles(self.scenario, hours=n / 60.0, step_s=60,  # type: ignore[method-assign]
+                                                         start=start)  # fmt: skip
+        return super().forecast(issued_at, start, steps, step_s)
+
+
+def test_forecasts_from_the_cached_weather_match_a_fresh_sampling() -> None:
+    """The forecaster samples the realised day once and slices it; the figures are those of sampling anew."""
+    sc = load_scenario("chenzhou-summer-weekday")
+    cached, fresh = SimForecaster(sc), _Uncached(sc)
+    for hours in (0.0, 13.25, 47.5):  # the cache grows past its first two days on the last one
+        start = sc.local_start + timedelta(hours=hours)
+        issued = start - timedelta(minutes=5)
+        a, b = cached.forecast(issued, start, 96, 900), fresh.forecast(issued, start, 96, 900)
+        assert np.allclose(a.load_kw, b.load_kw, rtol=1e-9, atol=1e-6)
+        for pid in a.pv_kw:
+            assert np.allclose(a.pv_kw[pid], b.pv_kw[pid], rtol=1e-9, atol=1e-6)
