@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_core import PydanticCustomError
 
 from controller.cycle import CycleSettings
-from controller.rules import SiteModel
+from controller.rules import LoadReturn, SiteModel
 from controller.settings import BatteryLimits, GridLimits, RuleSettings
 from dr.config import DrConfig
 from drivers.mqtt_url import parse_mqtt_url
@@ -253,6 +253,7 @@ class ControllerConfig(_Model):
             load_nominal_kw={ld.id: ld.nominal_kw for ld in self.loads},
             rules=self.rules,
             cycle_s=self.cycle.period_s,
+            load_return={ld.id: LoadReturn(ld.max_shed_s, ld.rebound_factor, ld.rebound_s) for ld in self.loads},
         )
 
 

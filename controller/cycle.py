@@ -12,7 +12,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol, TypeVar
 
@@ -121,6 +121,7 @@ class Runtime:
 
         t0 = time.perf_counter()
         self.writer.reconcile_loads(snap)
+        snap = replace(snap, shed_since=self.writer.shed_since())
         decide_failed = False
         try:
             setpoints = self.decide(snap, self.writer.commanded)

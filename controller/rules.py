@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from controller.setpoints import Setpoints
 from controller.settings import BatteryLimits, GridLimits, RuleSettings
@@ -28,6 +28,20 @@ from controller.snapshot import Snapshot
 from drivers.capabilities import BatteryReading, PvReading
 
 CAP_TOLERANCE = 0.005  # share of rating: output this close to the cap counts as held back
+
+
+@dataclass(frozen=True, slots=True)
+class LoadReturn:
+    """How an interruptible load comes back: by itself after ``max_shed_s``, drawing its rebound."""
+
+    max_shed_s: float
+    rebound_factor: float  # energy drawn back, share of what the shed saved
+    rebound_s: float  # over this long, decaying linearly from twice its mean
+
+    def first_kw(self, nominal_kw: float, shed_s: float) -> float:
+        """Draw in the first second back: nominal plus the rebound's peak (worst case for the cap)."""
+        shed_s = min(max(shed_s, 0.0), self.max_shed_s)
+        return nominal_kw * (1.0 + 2.0 * self.rebound_factor * shed_s / self.rebound_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +54,11 @@ class SiteModel:
     load_nominal_kw: Mapping[str, float]
     rules: RuleSettings = field(default_factory=RuleSettings)
     cycle_s: float = 1.0  # how long a setpoint stands before the next cycle can correct it
+    load_return: Mapping[str, LoadReturn] = field(default_factory=dict)
+
+    def drop_share(self, pct_per_min: float) -> float:
+        """Share of a quantity falling at ``pct_per_min`` that is gone before the next cycle."""
+        return min(1.0, pct_per_min / 100.0 * self.cycle_s / 60.0)
 
 
 def sustained_charge_kw(reading: BatteryReading | None, p_kw: float, limits: BatteryLimits, horizon_s: float) -> float:
@@ -178,12 +197,24 @@ def plan_sheds(
         if not shed[lid] and reading is not None and reading.running:
             shed[lid] = True
             projected_import_kw -= reading.p_kw
+    # Restores one load a cycle, smallest first, and only when its first draw (with the rebound of its
+    # shed) fits: loads brought back together draw their rebounds together.
     for lid in sorted(shed, key=lambda i: site.load_nominal_kw[i]):
-        nominal = site.load_nominal_kw[lid]
-        if shed[lid] and not wanted[lid] and projected_import_kw + nominal <= ceiling - s.restore_headroom_kw:
+        back_kw = first_draw_kw(snap, site, lid)
+        if shed[lid] and not wanted[lid] and projected_import_kw + back_kw <= ceiling - s.restore_headroom_kw:
             shed[lid] = False
-            projected_import_kw += nominal
+            projected_import_kw += back_kw
+            break
     return shed, projected_import_kw
+
+
+def first_draw_kw(snap: Snapshot, site: SiteModel, lid: str) -> float:
+    """What a shed load draws the moment it is back: nominal, plus its rebound peak when that is known."""
+    nominal = site.load_nominal_kw[lid]
+    ret, since = site.load_return.get(lid), snap.shed_since.get(lid)
+    if ret is None:
+        return nominal
+    return ret.first_kw(nominal, (snap.ts - since).total_seconds() if since is not None else ret.max_shed_s)
 
 
 def cap_ceiling_kw(site: SiteModel, targets: Targets) -> float:
@@ -215,6 +246,9 @@ def dispatch(snap: Snapshot, previous: Setpoints, site: SiteModel, targets: Targ
             # at the price of the import cap: what keeps the import under it is discharged regardless.
             over_cap_kw = site_load_kw - snap.pv_kw - cap_ceiling_kw(site, targets)
             want_kw = max(min(want_kw, 0.0) - s.pv_probe_pct / 100 * sum(site.pv_rated_kw.values()), over_cap_kw)
+        if want_kw < 0:  # charging is discretionary: it leaves the cap room for a cloud before the next cycle
+            pv_after_kw = snap.pv_kw * (1.0 - site.drop_share(s.pv_drop_pct_per_min))
+            want_kw = max(want_kw, min(0.0, site_load_kw - pv_after_kw - cap_ceiling_kw(site, targets)))
         return split_battery_power(want_kw, snap, site.batteries)
 
     battery = battery_for(load_kw)
@@ -225,15 +259,39 @@ def dispatch(snap: Snapshot, previous: Setpoints, site: SiteModel, targets: Targ
     # coming down at all.
     shed_kw = sum(r.p_kw for lid, r in snap.loads.items()
                   if r is not None and r.running and shed.get(lid) and not previous.load_shed.get(lid))  # fmt: skip
-    room_kw = (load_kw - shed_kw) - snap.pv_kw + site.grid.export_cap_kw - s.export_margin_kw
+    staying_kw = (load_kw - shed_kw) * (1.0 - site.drop_share(s.load_drop_pct_per_min))  # load left at worst
+    room_kw = staying_kw - snap.pv_kw + site.grid.export_cap_kw - s.export_margin_kw
     if shed_kw and sum(battery.values()) > room_kw:
         battery = split_battery_power(room_kw, snap, site.batteries)
+    # Loads that come back before the next cycle (restored now, or ending a shed by themselves at their
+    # maximum shed time) draw at once, with their rebound: discharge ahead for them so the import stays
+    # under the cap, but no further than leaves no export should they stay off.
+    back_kw = returning_kw(snap, previous, site, shed)
+    need_kw = load_kw + back_kw - snap.pv_kw - cap_ceiling_kw(site, targets)
+    if back_kw and need_kw > sum(battery.values()):
+        battery = split_battery_power(min(need_kw, max(sum(battery.values()), room_kw)), snap, site.batteries)
     # PV is allowed against what the batteries will still absorb when the cycle ends, not their setpoints
     absorbed_kw = sum(sustained_charge_kw(snap.batteries.get(b), p, site.batteries[b], site.cycle_s)
                       for b, p in battery.items() if b in site.batteries)  # fmt: skip
-    allowed_pv_kw = (load_kw - shed_kw) - absorbed_kw + site.grid.export_cap_kw - s.export_margin_kw
+    allowed_pv_kw = staying_kw - absorbed_kw + site.grid.export_cap_kw - s.export_margin_kw
     caps = split_pv_cap(allowed_pv_kw, snap.pv, site.pv_rated_kw, previous.pv_limit_kw)
     return Setpoints(pv_limit_kw=caps, battery_p_kw=battery, load_shed=shed, reason=targets.reason)
+
+
+def returning_kw(snap: Snapshot, previous: Setpoints, site: SiteModel, shed: Mapping[str, bool]) -> float:
+    """First-second draw of the shed loads that will run before the next cycle: those restored now and
+    those whose maximum shed time ends by then (their device restores them whatever we say)."""
+    horizon = snap.ts + timedelta(seconds=site.cycle_s)
+    total = 0.0
+    for lid, was_shed in previous.load_shed.items():
+        if not was_shed or lid not in site.load_nominal_kw or _running(snap, lid):
+            continue
+        since, ret = snap.shed_since.get(lid), site.load_return.get(lid)
+        expires = since is not None and ret is not None and since + timedelta(seconds=ret.max_shed_s) <= horizon
+        if shed.get(lid, False) and not expires:
+            continue
+        total += first_draw_kw(snap, site, lid)
+    return total
 
 
 CapFn = Callable[[datetime], float | None]  # a demand-response import cap in force at ts, or None

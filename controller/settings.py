@@ -47,6 +47,15 @@ class RuleSettings(_Model):
     pv_probe_pct: float = Field(
         default=5.0, ge=0, le=100, description="per cycle, % of PV rating a capped fleet may rise by"
     )
+    pv_drop_pct_per_min: float = Field(
+        default=40.0, ge=0, le=1000,
+        description="PV fall (% of output per minute, a passing cloud) that charging from the grid leaves room "
+        "for under the import cap until the next cycle",
+    )
+    load_drop_pct_per_min: float = Field(
+        default=2.0, ge=0, le=100,
+        description="load fall (% per minute) that PV caps leave room for inside the export cap until the next cycle",
+    )
     blind_pv_limit_kw: float = Field(
         default=0.0, ge=0, description="PV cap for the whole fleet while the meter cannot be read"
     )

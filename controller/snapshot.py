@@ -20,6 +20,9 @@ class Snapshot:
     pv: dict[str, PvReading | None] = field(default_factory=dict)
     batteries: dict[str, BatteryReading | None] = field(default_factory=dict)
     loads: dict[str, LoadReading | None] = field(default_factory=dict)
+    # when each load the controller holds shed was told to go: its device ends the shed by itself after
+    # its maximum shed time, and the dispatch must have the import room ready when it does
+    shed_since: dict[str, datetime] = field(default_factory=dict)
 
     @property
     def pv_kw(self) -> float:

@@ -77,6 +77,11 @@ class SetpointWriter:
                 log.info("load %s runs although shed: it restored itself; taking it as restored", lid)
                 self.commanded = replace(self.commanded, load_shed={**self.commanded.load_shed, lid: False})
 
+    def shed_since(self) -> dict[str, datetime]:
+        """When each load held shed was told to go (the last command a load took was that shed)."""
+        return {lid: self._sent_at[lid] for lid, shed in self.commanded.load_shed.items()
+                if shed and lid in self._sent_at}  # fmt: skip
+
     def _due(self, key: str, now: datetime, resend_s: float) -> bool:
         last = self._sent_at.get(key)
         return last is None or (now - last).total_seconds() >= resend_s

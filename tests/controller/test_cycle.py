@@ -70,16 +70,19 @@ class Load:
     id: str = "chiller"
     accept: bool = True
     commands: list[str] = field(default_factory=list)
+    running: bool = True
 
     def latest_load(self) -> LoadReading | None:
-        return LoadReading(self.clock.now(), 200.0, True)
+        return LoadReading(self.clock.now(), 200.0 if self.running else 0.0, self.running)
 
     async def shed(self) -> CommandOutcome:
         self.commands.append("shed")
+        self.running = not self.accept
         return CommandOutcome(acked=True, accepted=self.accept, reason="" if self.accept else "min on time")
 
     async def restore(self) -> CommandOutcome:
         self.commands.append("restore")
+        self.running = True
         return CommandOutcome(acked=True, accepted=True)
 
 
@@ -186,3 +189,18 @@ async def test_write_records_tell_what_was_attempted() -> None:
     assert ("bat", "battery_p_kw", 50.0, True) in kinds
     assert ("chiller", "load_shed", True, True) in kinds
     assert all(w.ts == T0 for w in report.writes)
+
+
+async def test_the_snapshot_tells_since_when_a_load_is_held_shed() -> None:
+    clock = SimClock(T0)
+    seen: list[Snapshot] = []
+
+    def decide(snap: Snapshot, previous: Setpoints) -> Setpoints:
+        seen.append(snap)
+        return Setpoints(load_shed={"chiller": snap.ts >= T0 + timedelta(seconds=2)})
+
+    rt, *_ = make(decide, clock)
+    await rt.run(until=T0 + timedelta(seconds=5))
+    assert [s.shed_since for s in seen[:3]] == [{}, {}, {}]
+    # told to go at 2 s: the cycles after it know since when
+    assert all(s.shed_since == {"chiller": T0 + timedelta(seconds=2)} for s in seen[3:])

@@ -22,8 +22,8 @@ SITE = SiteModel(
     pv_rated_kw={"pv1": 600, "pv2": 400},
     load_nominal_kw={"big": 300, "small": 100},
     rules=RuleSettings(target_import_kw=100, export_margin_kw=50, import_margin_kw=100,
-                       restore_headroom_kw=100, pv_probe_pct=5),
-)
+                       restore_headroom_kw=100, pv_probe_pct=5, pv_drop_pct_per_min=0, load_drop_pct_per_min=0),
+)  # the reserves for what moves within a cycle are tested on their own, in test_dispatch_reserves.py
 
 
 def snap(grid_kw: float | None, pv: tuple[float, float], bat_kw: float = 0.0, soc: float = 50.0,
