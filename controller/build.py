@@ -214,7 +214,7 @@ async def build_controller(
                                      *observers]  # fmt: skip
     decide = make_decider(config, plans, dr.manager.import_cap_at if dr else None)
     runtime = Runtime(devices, decide, clock, config.cycle, all_observers,
-                      guard=WriteGuard.from_config(config))  # fmt: skip
+                      guard=WriteGuard.from_config(config), journal=store.journal_writes)  # fmt: skip
     resume_from_store(store, runtime, plans, clock.now())
     alarms.start()
     ctl = Controller(runtime=runtime, store=store, metrics=metrics, registry=registry, load_bus=bus,

@@ -22,7 +22,7 @@ from controller.devices import DeviceSet
 from controller.guard import WriteGuard
 from controller.setpoints import Setpoints
 from controller.snapshot import Snapshot
-from controller.writer import SetpointWriter, WriteRecord
+from controller.writer import Journal, SetpointWriter, WriteRecord
 from parkctl.clock import Clock, ceil_to
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,7 @@ class Runtime:
         settings: CycleSettings,
         observers: Sequence[Observer] = (),
         guard: WriteGuard | None = None,
+        journal: Journal | None = None,
     ) -> None:
         self.devices = devices
         self.decide = decide
@@ -89,7 +90,7 @@ class Runtime:
         self.settings = settings
         self.observers = list(observers)
         self.stats = CycleStats()
-        self.writer = SetpointWriter(devices, clock, settings, self.stats.write_errors, guard)
+        self.writer = SetpointWriter(devices, clock, settings, self.stats.write_errors, guard, journal)
         self._stop = asyncio.Event()
 
     def stop(self) -> None:

@@ -173,7 +173,8 @@ _UPSERT_CURSOR = ("INSERT OR REPLACE INTO history_cursor (id, ts, t_us, grid_kw,
                   " VALUES (1,?,?,?,?,?,?)")  # fmt: skip
 _INSERT_CYCLES = ("INSERT INTO cycles (ts, n_cycles, grid_kw, pv_kw, battery_kw, load_kw, soc_pct, work_s, overruns,"
                   " errors) VALUES (?,?,?,?,?,?,?,?,?,?)")  # fmt: skip
-_INSERT_SETPOINT = "INSERT INTO setpoints (ts, device, kind, value, ok) VALUES (?,?,?,?,?)"
+INSERT_SETPOINT = "INSERT INTO setpoints (ts, device, kind, value, ok) VALUES (?,?,?,?,?)"
+_RESOLVE_SETPOINT = "UPDATE setpoints SET ok = ? WHERE id = ?"  # a journalled write's outcome
 
 
 class CycleRecorder:
@@ -202,9 +203,10 @@ class CycleRecorder:
         if len(self.group) >= self.cycle_every:
             self.write_group(db)
         if r.writes:
-            db.executemany(_INSERT_SETPOINT, [(w.ts.isoformat(), w.device, w.kind,
+            db.executemany(INSERT_SETPOINT, [(w.ts.isoformat(), w.device, w.kind,
                                                None if w.value is None else float(w.value), int(w.ok))
-                                              for w in r.writes])  # fmt: skip
+                                              for w in r.writes if w.row_id is None])  # fmt: skip
+            db.executemany(_RESOLVE_SETPOINT, [(int(w.ok), w.row_id) for w in r.writes if w.row_id is not None])
         snap = r.snapshot
         load = snap.site_load_kw()
         p = None if snap.meter is None or load is None else Powers(snap.meter.p_kw, snap.pv_kw, snap.battery_kw, load)

@@ -54,7 +54,8 @@ class RuleSettings(_Model):
     )
     load_drop_pct_per_min: float = Field(
         default=2.0, ge=0, le=100,
-        description="load fall (% per minute) that PV caps leave room for inside the export cap until the next cycle",
+        description="load fall (% per minute) that PV caps leave room for inside the export cap until the next "
+        "cycle, while no battery discharges (a discharging battery already keeps the grid at target_import_kw)",
     )
     blind_pv_limit_kw: float = Field(
         default=0.0, ge=0, description="PV cap for the whole fleet while the meter cannot be read"

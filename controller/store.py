@@ -32,7 +32,7 @@ import re
 import sqlite3
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -41,7 +41,14 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from controller.cycle import CycleReport
-from controller.history import CycleRecorder, Interval, interval_from_row, interval_row, read_intervals
+from controller.history import (
+    INSERT_SETPOINT,
+    CycleRecorder,
+    Interval,
+    interval_from_row,
+    interval_row,
+    read_intervals,
+)
 from controller.setpoints import Setpoints
 
 log = logging.getLogger(__name__)
@@ -286,6 +293,21 @@ class Store:
             return read_intervals(self._db, since, closed_only)
 
     # -- setpoints -------------------------------------------------------------------------------
+    def journal_writes(self, ts: datetime, intents: Sequence[tuple[str, str, float | bool | None]]) -> list[int]:
+        """Record writes about to go out (ok = -1) and return their row ids; the cycle's record resolves them.
+
+        Committed before any is sent: a device may apply a write whose controller dies before the cycle
+        is recorded, and the database must still show it.
+        """
+        with self._lock, self._tx() as db:
+            ids = []
+            for device, kind, value in intents:
+                cur = db.execute(INSERT_SETPOINT, (ts.isoformat(), device, kind,
+                                                    None if value is None else float(value), -1))  # fmt: skip
+                assert cur.lastrowid is not None
+                ids.append(cur.lastrowid)
+            return ids
+
     def last_commanded(self) -> Setpoints | None:
         """The last value each device accepted (maintained by a trigger on ``setpoints``)."""
         with self._lock:

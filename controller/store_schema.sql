@@ -163,3 +163,12 @@ CREATE TABLE dr_intervals (
     complete       INTEGER NOT NULL,   -- 1: fully metered and observed by the ledger throughout
     PRIMARY KEY (event_id, start_unix)
 );
+
+-- migration 3
+-- A write is journalled before it goes out (ok = -1: sent, outcome not known yet) and resolved after;
+-- a controller killed in the middle of its writes leaves a row for every write a device may have taken.
+CREATE TRIGGER setpoints_track_last_resolved AFTER UPDATE OF ok ON setpoints WHEN NEW.ok = 1
+BEGIN
+    INSERT OR REPLACE INTO setpoints_last (device, kind, value, ts, setpoint_id)
+    VALUES (NEW.device, NEW.kind, NEW.value, NEW.ts, NEW.id);
+END;

@@ -2,8 +2,10 @@
 
 ``commanded`` is what the devices were last told successfully; decide builds on it, so a failed
 write is simply tried again next cycle. A Modbus write that timed out may still land late, after a
-newer one, so the first write that succeeds after a failure is sent once more a cycle later. A load that refused a command (minimum on/off time, say) is
-left alone for ``refusal_backoff_s`` instead of being asked again every cycle.
+newer one, so the first write that succeeds after a failure is sent once more a cycle later. A load
+that refused a command (minimum on/off time, say) is left alone for ``refusal_backoff_s`` instead of
+being asked again every cycle. With a ``journal`` (the store), every write is recorded before it
+goes out, so a controller killed mid-write leaves a row for whatever a device may have applied.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -40,14 +42,20 @@ class WriteRecord:
     value: float | bool | None
     ok: bool
     reason: str = ""  # why it was not attempted (the write guard refused it); "" otherwise
+    row_id: int | None = None  # the store's journal row written before it went out, if any
+
+
+Intent = tuple[str, str, "float | bool | None"]  # device, kind, value
+Journal = Callable[[datetime, Sequence[Intent]], Sequence[int]]
 
 
 class SetpointWriter:
     def __init__(
         self, devices: DeviceSet, clock: Clock, settings: CycleSettings, errors: Counter[str],
-        guard: WriteGuard | None = None,
+        guard: WriteGuard | None = None, journal: Journal | None = None,
     ) -> None:  # fmt: skip
         self.devices = devices
+        self.journal = journal  # records each write durably before it goes out (see controller.store)
         self.guard = guard or WriteGuard()  # every write passes it: see controller.guard
         self.clock = clock
         self.settings = settings
@@ -129,6 +137,8 @@ class SetpointWriter:
                 if now < self._refused_until.get(lid, now):
                     continue
                 jobs.append(("load", lid, shed, self._command_load(lid, shed, errors)))
+        kinds = {"pv": "pv_limit_kw", "battery": "battery_p_kw", "load": "load_shed"}
+        ids = self._journal(now, [(dev, kinds[kind], value) for kind, dev, value, _ in jobs])  # type: ignore[misc]
         results = await asyncio.gather(*(job[3] for job in jobs))
         pv, bat, loads = dict(old.pv_limit_kw), dict(old.battery_p_kw), dict(old.load_shed)
         for (kind, dev, value, _), ok in zip(jobs, results, strict=True):
@@ -141,11 +151,23 @@ class SetpointWriter:
             else:
                 loads[dev] = value  # type: ignore[assignment]
         self.commanded = replace(old, pv_limit_kw=pv, battery_p_kw=bat, load_shed=loads, reason=wanted.reason)
-        kinds = {"pv": "pv_limit_kw", "battery": "battery_p_kw", "load": "load_shed"}
         return tuple(
-            WriteRecord(now, dev, kinds[kind], value, ok)  # type: ignore[arg-type]
-            for (kind, dev, value, _), ok in zip(jobs, results, strict=True)
+            WriteRecord(now, dev, kinds[kind], value, ok, row_id=row)  # type: ignore[arg-type]
+            for (kind, dev, value, _), ok, row in zip(jobs, results, ids, strict=True)
         ) + tuple(WriteRecord(now, r.device, r.kind, r.value, False, r.reason) for r in refused)
+
+    def _journal(self, now: datetime, intents: list[Intent]) -> list[int | None]:
+        """Journal rows for ``intents``; a store that fails must not stop the writes (they are then
+        recorded after the fact, as before)."""
+        if not intents or self.journal is None:
+            return [None] * len(intents)
+        try:
+            ids = list(self.journal(now, intents))
+        except Exception:
+            log.exception("could not journal %d writes before sending them", len(intents))
+            return [None] * len(intents)
+        out: list[int | None] = list(ids)
+        return out if len(out) == len(intents) else [None] * len(intents)
 
     async def _command_load(self, lid: str, shed: bool, errors: list[str]) -> bool:
         load = self.devices.loads[lid]

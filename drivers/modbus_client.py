@@ -143,6 +143,11 @@ class ModbusDeviceClient:
         except (ModbusException, TimeoutError, OSError) as exc:
             self.close()  # resynchronise on the next request: a late answer must not be taken for a new one
             raise DeviceError(f"{self.name}: {what} failed: {exc}") from None
+        except asyncio.CancelledError:
+            # the caller gave up first (the cycle's own read timeout): the request is still on the wire,
+            # and its late answer would be read as the answer to the next one
+            self.close()
+            raise
         if rr.isError():
             code = int(rr.exception_code)
             raise ModbusExceptionResponse(f"{self.name}: {what}: Modbus exception {code}", code)

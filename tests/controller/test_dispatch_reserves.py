@@ -103,3 +103,15 @@ def test_loads_come_back_one_a_cycle_and_only_when_their_rebound_fits() -> None:
                     shed_since={"big": TS - timedelta(seconds=3000)})
     prev = replace(both, load_shed={"big": True, "small": False})
     assert dispatch(later, prev, sm, t).load_shed["big"] is True
+
+
+def test_a_discharge_that_holds_pv_at_its_cap_steps_down_by_the_probe() -> None:
+    # the battery discharged 400 kW and PV sits at the caps set against that discharge: PV first, but the
+    # discharge comes down by the probe (5 % of 1000 kW rated), not all at once (which swung the import
+    # from the target to the cap, cycle after cycle)
+    s = snap(100, (300, 200), bat_kw=400.0)  # load 100 + 500 + 400 = 1000
+    prev = Setpoints(pv_limit_kw={"pv1": 300, "pv2": 200}, battery_p_kw={"b1": 400.0},
+                     load_shed={"big": False, "small": False})  # fmt: skip
+    out = dispatch(s, prev, site(15.0), Targets(grid_kw=100, import_cap_kw=1000))
+    assert out.battery_p_kw["b1"] == pytest.approx(350)
+    assert sum(v for v in out.pv_limit_kw.values() if v is not None) > 500  # and the PV caps rise

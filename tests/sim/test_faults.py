@@ -151,6 +151,27 @@ async def test_slow_answers_time_out_and_down_refuses(park_servers: tuple[SimClo
     assert (await bat.read_battery()).soc_pct > 0
 
 
+async def test_a_read_the_caller_gave_up_on_cannot_answer_the_next(
+    park_servers: tuple[SimClock, Park, ParkEndpoints],
+) -> None:
+    """The cycle's read timeout is shorter than the client's: its cancellation must drop the connection,
+    or the late answer is read as the answer to the next request (a slow meter then looked healthy)."""
+    clock, _, servers = park_servers
+    client = client_for(servers, "meter", clock, timeout_s=3.0)
+    meter = SunSpecMeter("meter", client, clock=clock)
+    await meter.read_meter()
+    servers.servers["meter"].fault.delay_s = 0.5
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.1):
+            await meter.read_meter()
+    assert not client.connected
+    with pytest.raises(TimeoutError):  # still slow: every read fails, none is served a stale answer
+        async with asyncio.timeout(0.1):
+            await meter.read_meter()
+    servers.servers["meter"].fault.delay_s = 0.0
+    assert (await meter.read_meter()).p_kw is not None
+
+
 async def test_setpoints_received_count_writes_once(park_servers: tuple[SimClock, Park, ParkEndpoints]) -> None:
     clock, _, servers = park_servers
     for s in servers.servers.values():
