@@ -75,7 +75,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the controller against the devices a configuration names")
     run.add_argument("--config", type=Path, required=True, help="controller configuration (YAML)")
+    run.add_argument("--sim-clock", type=_sim_clock, default=None, metavar="START@ANCHOR_UNIX_S:SPEED",
+                     help="only for drills against a simulated park: run on a clock that shows START at Unix time "
+                          "ANCHOR_UNIX_S and goes SPEED times faster than real time (the park shares it); "
+                          "e.g. 2026-07-15T15:45:00+08:00@1763952000.0:40")
     return parser
+
+
+def _sim_clock(text: str) -> object:
+    from controller.run import parse_sim_clock  # late: the controller's imports are heavy
+
+    try:
+        return parse_sim_clock(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _step_seconds(text: str) -> int:
@@ -143,7 +156,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from controller.run import run_controller
 
-    asyncio.run(run_controller(args.config))
+    asyncio.run(run_controller(args.config, sim_clock=args.sim_clock))
     return 0
 
 

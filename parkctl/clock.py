@@ -20,7 +20,7 @@ import itertools
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Protocol
 
 
@@ -226,6 +226,71 @@ class SimClock:
             del self._sleepers[nxt.task]
             if not nxt.fut.done():
                 nxt.fut.set_result(None)
+
+
+class ScaledClock:
+    """Wall time run ``speed`` times faster from an agreed instant: ``start`` at ``anchor_unix_s``.
+
+    now = start + speed x (time.time() - anchor_unix_s). Two processes given the same three numbers
+    agree on the time without talking to each other, which is what a drill needs that kills a real
+    controller process in front of a simulated park (:mod:`sim.kill_drill`). Unlike :class:`SimClock`
+    nobody waits for anybody: a slow actor simply falls behind, as on a real site.
+    """
+
+    def __init__(self, start: datetime, anchor_unix_s: float, speed: float) -> None:
+        if start.tzinfo is None:
+            raise ValueError("ScaledClock start must be timezone-aware")
+        if not speed > 0 or speed == float("inf"):
+            raise ValueError("ScaledClock speed must be a positive finite factor")
+        self._start_utc = start.astimezone(UTC)  # arithmetic in UTC: right across DST changes
+        self._tz = start.tzinfo
+        self._anchor = float(anchor_unix_s)
+        self._speed = float(speed)
+
+    @property
+    def start(self) -> datetime:
+        return self._start_utc.astimezone(self._tz)
+
+    @property
+    def anchor_unix_s(self) -> float:
+        return self._anchor
+
+    @property
+    def speed(self) -> float:
+        return self._speed
+
+    def now(self) -> datetime:
+        return self.at_wall(time.time())
+
+    def at_wall(self, unix_s: float) -> datetime:
+        """The clock's time at wall instant ``unix_s``."""
+        return (self._start_utc + timedelta(seconds=self._speed * (unix_s - self._anchor))).astimezone(self._tz)
+
+    def wall_at(self, when: datetime) -> float:
+        """The wall instant (Unix seconds) at which the clock shows ``when``."""
+        return self._anchor + (when - self._start_utc).total_seconds() / self._speed
+
+    async def sleep_until(
+        self, when: datetime, *, priority: int = 100, wake: asyncio.Event | None = None
+    ) -> None:
+        # the event loop sleeps on its monotonic clock and Unix seconds round to a few µs of scaled time:
+        # sleep again until ``now`` itself has reached ``when``, so a cycle due at 16:00 never sees 15:59:59.99999
+        while (remaining_s := (when - self.now()).total_seconds()) > 0:
+            delay = remaining_s / self._speed
+            if wake is None:
+                await asyncio.sleep(delay)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout=delay)
+            if wake.is_set():
+                return
+
+    @contextlib.asynccontextmanager
+    async def hold(self) -> AsyncIterator[None]:
+        yield
+
+    def adopt(self, task: asyncio.Task[Any]) -> None:
+        return None
 
 
 def ceil_to(t: datetime, period: timedelta) -> datetime:
