@@ -246,7 +246,9 @@ def dispatch(snap: Snapshot, previous: Setpoints, site: SiteModel, targets: Targ
             # at the price of the import cap: what keeps the import under it is discharged regardless.
             # A battery that was discharging steps down by the probe instead: its own discharge is what
             # held PV at the cap, and dropping it at once would swing the import by all of it.
-            over_cap_kw = site_load_kw - snap.pv_kw - cap_ceiling_kw(site, targets)
+            # What the cap needs is held with room for a cloud, as when charging below.
+            pv_after_kw = snap.pv_kw * (1.0 - site.drop_share(s.pv_drop_pct_per_min))
+            over_cap_kw = site_load_kw - pv_after_kw - cap_ceiling_kw(site, targets)
             probe_kw = s.pv_probe_pct / 100 * sum(site.pv_rated_kw.values())
             prev_kw = previous.battery_total_kw
             top_kw = prev_kw - probe_kw if prev_kw > probe_kw else min(want_kw, 0.0) - probe_kw
@@ -264,11 +266,7 @@ def dispatch(snap: Snapshot, previous: Setpoints, site: SiteModel, targets: Targ
     # coming down at all.
     shed_kw = sum(r.p_kw for lid, r in snap.loads.items()
                   if r is not None and r.running and shed.get(lid) and not previous.load_shed.get(lid))  # fmt: skip
-    # the load left at worst by the end of the cycle; a discharging battery holds the grid at the target
-    # import, which is room enough (and PV caps tightened under a discharge would pin PV at its cap, and
-    # with it the PV-first rule, cycle after cycle)
-    drop = site.drop_share(s.load_drop_pct_per_min) if sum(battery.values()) <= 0 else 0.0
-    staying_kw = (load_kw - shed_kw) * (1.0 - drop)
+    staying_kw = (load_kw - shed_kw) * (1.0 - site.drop_share(s.load_drop_pct_per_min))  # load left at worst
     room_kw = staying_kw - snap.pv_kw + site.grid.export_cap_kw - s.export_margin_kw
     if shed_kw and sum(battery.values()) > room_kw:
         battery = split_battery_power(room_kw, snap, site.batteries)
