@@ -91,7 +91,9 @@ def decide_none(site: SiteModel) -> Decide:
         load_kw = snap.site_load_kw()
         if load_kw is None:
             return blind_setpoints(site, previous)
-        allowed = load_kw + site.grid.export_cap_kw - site.rules.export_margin_kw
+        # the same export guard as the controller's: margin, and room for the load to fall within the cycle
+        staying_kw = load_kw * (1.0 - site.drop_share(site.rules.load_drop_pct_per_min))
+        allowed = staying_kw + site.grid.export_cap_kw - site.rules.export_margin_kw
         caps = split_pv_cap(allowed, snap.pv, site.pv_rated_kw, previous.pv_limit_kw)
         return Setpoints(pv_limit_kw=caps, battery_p_kw=dict.fromkeys(site.batteries, 0.0),
                          load_shed=dict.fromkeys(site.load_nominal_kw, False), reason="no control")  # fmt: skip

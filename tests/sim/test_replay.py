@@ -78,10 +78,12 @@ def test_none_and_rules_balance_and_keep_their_promises(short_replay: tuple[dict
     assert none["pv_curtailed_kwh"] > rules["pv_curtailed_kwh"]
     rows = [r.split(",") for r in (out / "none" / "timeseries.csv").read_text().splitlines()]
     col = {name: i for i, name in enumerate(rows[0])}
-    held = [(float(r[col["pv_available_kw"]]) - float(r[col["pv_kw"]]), float(r[col["grid_kw"]])) for r in rows[1:]]
+    # while PV is held back the park sits near zero exchange: the export margin (50 kW) plus the room
+    # kept for the load to fall within the 60 s cycle (2 %/min); only a cloud passing within a cycle
+    # (the cap lags by up to 60 s) lets it import more with PV still capped
+    held = [(float(r[col["pv_available_kw"]]) - float(r[col["pv_kw"]]),
+             float(r[col["grid_kw"]]) - 0.02 * float(r[col["load_kw"]])) for r in rows[1:]]  # fmt: skip
     held = [(c, g) for c, g in held if c > 50]
-    # while PV is held back the park sits near zero exchange; only a cloud passing within a cycle
-    # (the cap lags by up to 60 s) lets it import with PV still capped
     assert sorted(g for _, g in held)[len(held) // 2] < 150
     assert sum(c for c, g in held if g > 150) < 0.15 * sum(c for c, _ in held)
     assert result["savings_captured"] is None  # needs mpc and oracle
