@@ -16,15 +16,12 @@ Every series carries a ``site`` label so several parks can share one Prometheus.
 
 from __future__ import annotations
 
-import errno
 import math
 import re
-import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
-from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -32,7 +29,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from controller.cycle import CycleReport
 from controller.snapshot import Snapshot
 from drivers import topics as tp
-from parkctl.errors import ParkError
+from parkctl.http_serve import ServedHttp, bind_error
 
 NAN = math.nan
 CYCLE_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
@@ -305,24 +302,7 @@ class _DeviceStatsCollector:
         return out
 
 
-@dataclass
-class MetricsServer:
-    """A running /metrics endpoint; ``port`` is the bound one (useful with port 0)."""
-
-    host: str
-    port: int
-    _httpd: WSGIServer
-    _thread: threading.Thread
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/metrics"
-
-    def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
+MetricsServer = ServedHttp  # the /metrics endpoint
 
 
 def serve_metrics(registry: CollectorRegistry, host: str = "127.0.0.1", port: int = 9464) -> MetricsServer:
@@ -330,6 +310,5 @@ def serve_metrics(registry: CollectorRegistry, host: str = "127.0.0.1", port: in
     try:
         httpd, thread = start_http_server(port, addr=host, registry=registry)
     except OSError as exc:
-        why = "port already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
-        raise ParkError(f"cannot serve metrics on {host}:{port}: {why}") from None
-    return MetricsServer(host, int(httpd.server_address[1]), httpd, thread)
+        raise bind_error("metrics", host, port, exc) from None
+    return ServedHttp(host, int(httpd.server_address[1]), "/metrics", httpd, thread)

@@ -237,6 +237,8 @@ def dispatch(snap: Snapshot, previous: Setpoints, site: SiteModel, targets: Targ
         return blind_setpoints(site, previous)
     s = site.rules
     capped = _fleet_is_capped(snap, previous.pv_limit_kw, site.pv_rated_kw)
+    ceiling_kw = cap_ceiling_kw(site, targets)
+    pv_after_kw = snap.pv_kw * (1.0 - site.drop_share(s.pv_drop_pct_per_min))  # after a cloud in this cycle
 
     def battery_for(site_load_kw: float) -> dict[str, float]:
         want_kw = site_load_kw - snap.pv_kw - targets.grid_kw  # + discharge
@@ -247,15 +249,13 @@ def dispatch(snap: Snapshot, previous: Setpoints, site: SiteModel, targets: Targ
             # A battery that was discharging steps down by the probe instead: its own discharge is what
             # held PV at the cap, and dropping it at once would swing the import by all of it.
             # What the cap needs is held with room for a cloud, as when charging below.
-            pv_after_kw = snap.pv_kw * (1.0 - site.drop_share(s.pv_drop_pct_per_min))
-            over_cap_kw = site_load_kw - pv_after_kw - cap_ceiling_kw(site, targets)
+            over_cap_kw = site_load_kw - pv_after_kw - ceiling_kw
             probe_kw = s.pv_probe_pct / 100 * sum(site.pv_rated_kw.values())
             prev_kw = previous.battery_total_kw
             top_kw = prev_kw - probe_kw if prev_kw > probe_kw else min(want_kw, 0.0) - probe_kw
             want_kw = max(min(want_kw, top_kw), over_cap_kw)
         if want_kw < 0:  # charging is discretionary: it leaves the cap room for a cloud before the next cycle
-            pv_after_kw = snap.pv_kw * (1.0 - site.drop_share(s.pv_drop_pct_per_min))
-            want_kw = max(want_kw, min(0.0, site_load_kw - pv_after_kw - cap_ceiling_kw(site, targets)))
+            want_kw = max(want_kw, min(0.0, site_load_kw - pv_after_kw - ceiling_kw))
         return split_battery_power(want_kw, snap, site.batteries)
 
     battery = battery_for(load_kw)
@@ -266,23 +266,30 @@ def dispatch(snap: Snapshot, previous: Setpoints, site: SiteModel, targets: Targ
     # coming down at all.
     shed_kw = sum(r.p_kw for lid, r in snap.loads.items()
                   if r is not None and r.running and shed.get(lid) and not previous.load_shed.get(lid))  # fmt: skip
-    staying_kw = (load_kw - shed_kw) * (1.0 - site.drop_share(s.load_drop_pct_per_min))  # load left at worst
-    room_kw = staying_kw - snap.pv_kw + site.grid.export_cap_kw - s.export_margin_kw
+    allowance_kw = export_allowance_kw(site, load_kw - shed_kw)
+    room_kw = allowance_kw - snap.pv_kw
     if shed_kw and sum(battery.values()) > room_kw:
         battery = split_battery_power(room_kw, snap, site.batteries)
     # Loads that come back before the next cycle (restored now, or ending a shed by themselves at their
     # maximum shed time) draw at once, with their rebound: discharge ahead for them so the import stays
     # under the cap, but no further than leaves no export should they stay off.
     back_kw = returning_kw(snap, previous, site, shed)
-    need_kw = load_kw + back_kw - snap.pv_kw - cap_ceiling_kw(site, targets)
+    need_kw = load_kw + back_kw - snap.pv_kw - ceiling_kw
     if back_kw and need_kw > sum(battery.values()):
         battery = split_battery_power(min(need_kw, max(sum(battery.values()), room_kw)), snap, site.batteries)
     # PV is allowed against what the batteries will still absorb when the cycle ends, not their setpoints
     absorbed_kw = sum(sustained_charge_kw(snap.batteries.get(b), p, site.batteries[b], site.cycle_s)
                       for b, p in battery.items() if b in site.batteries)  # fmt: skip
-    allowed_pv_kw = staying_kw - absorbed_kw + site.grid.export_cap_kw - s.export_margin_kw
+    allowed_pv_kw = allowance_kw - absorbed_kw
     caps = split_pv_cap(allowed_pv_kw, snap.pv, site.pv_rated_kw, previous.pv_limit_kw)
     return Setpoints(pv_limit_kw=caps, battery_p_kw=battery, load_shed=shed, reason=targets.reason)
+
+
+def export_allowance_kw(site: SiteModel, load_kw: float) -> float:
+    """What PV and discharge together may supply before the export cap, less its margin, is at risk:
+    the load as it may be by the end of the cycle (falling at ``load_drop_pct_per_min``)."""
+    s = site.rules
+    return load_kw * (1.0 - site.drop_share(s.load_drop_pct_per_min)) + site.grid.export_cap_kw - s.export_margin_kw
 
 
 def returning_kw(snap: Snapshot, previous: Setpoints, site: SiteModel, shed: Mapping[str, bool]) -> float:

@@ -50,6 +50,7 @@ from controller.history import (
     read_intervals,
 )
 from controller.setpoints import Setpoints
+from controller.writer import Intent
 
 log = logging.getLogger(__name__)
 
@@ -293,7 +294,7 @@ class Store:
             return read_intervals(self._db, since, closed_only)
 
     # -- setpoints -------------------------------------------------------------------------------
-    def journal_writes(self, ts: datetime, intents: Sequence[tuple[str, str, float | bool | None]]) -> list[int]:
+    def journal_writes(self, ts: datetime, intents: Sequence[Intent]) -> list[int]:
         """Record writes about to go out (ok = -1) and return their row ids; the cycle's record resolves them.
 
         Committed before any is sent: a device may apply a write whose controller dies before the cycle

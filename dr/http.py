@@ -8,12 +8,10 @@ by default: expose it through the site's reverse proxy / VPN, which handles auth
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import socket
 import threading
-from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -21,7 +19,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from dr.evidence import Evidence, EvidenceError
 from dr.report import all_reports, build_report, dumps
-from parkctl.errors import ParkError
+from parkctl.http_serve import ServedHttp, bind_error
 
 log = logging.getLogger(__name__)
 PREFIX = "/dr/events"
@@ -80,24 +78,7 @@ class _V6Server(ThreadingHTTPServer):
     address_family = socket.AF_INET6
 
 
-@dataclass
-class DrHttpServer:
-    """A running endpoint; ``port`` is the bound one (useful with port 0)."""
-
-    host: str
-    port: int
-    _httpd: ThreadingHTTPServer
-    _thread: threading.Thread
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}{PREFIX}"
-
-    def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
+DrHttpServer = ServedHttp  # the DR events endpoint
 
 
 def serve_dr_http(db: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 9466) -> DrHttpServer:
@@ -107,9 +88,8 @@ def serve_dr_http(db: str | os.PathLike[str], host: str = "127.0.0.1", port: int
         server_cls = _V6Server if ":" in host else ThreadingHTTPServer
         httpd = server_cls((host, port), handler)
     except OSError as exc:
-        why = "port already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
-        raise ParkError(f"cannot serve DR events on {host}:{port}: {why}") from None
+        raise bind_error("DR events", host, port, exc) from None
     httpd.daemon_threads = True
     thread = threading.Thread(target=httpd.serve_forever, args=(0.1,), name="dr-http", daemon=True)
     thread.start()
-    return DrHttpServer(host, int(httpd.server_address[1]), httpd, thread)
+    return ServedHttp(host, int(httpd.server_address[1]), PREFIX, httpd, thread)

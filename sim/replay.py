@@ -40,7 +40,7 @@ from controller.cycle import Decide, Observer, Runtime
 from controller.devices import DeviceSet
 from controller.mpc import PlanHolder
 from controller.planner import Planner
-from controller.rules import SiteModel, blind_setpoints, split_pv_cap
+from controller.rules import SiteModel, blind_setpoints, export_allowance_kw, split_pv_cap
 from controller.setpoints import Setpoints
 from controller.snapshot import Snapshot
 from controller.store import Store, StoreSettings
@@ -92,9 +92,7 @@ def decide_none(site: SiteModel) -> Decide:
         if load_kw is None:
             return blind_setpoints(site, previous)
         # the same export guard as the controller's: margin, and room for the load to fall within the cycle
-        staying_kw = load_kw * (1.0 - site.drop_share(site.rules.load_drop_pct_per_min))
-        allowed = staying_kw + site.grid.export_cap_kw - site.rules.export_margin_kw
-        caps = split_pv_cap(allowed, snap.pv, site.pv_rated_kw, previous.pv_limit_kw)
+        caps = split_pv_cap(export_allowance_kw(site, load_kw), snap.pv, site.pv_rated_kw, previous.pv_limit_kw)
         return Setpoints(pv_limit_kw=caps, battery_p_kw=dict.fromkeys(site.batteries, 0.0),
                          load_shed=dict.fromkeys(site.load_nominal_kw, False), reason="no control")  # fmt: skip
     return none

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 
@@ -19,13 +20,9 @@ settings.register_profile("explore", derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "gate"))
 
 
-@pytest.fixture
-def mosquitto_broker() -> Iterator[PrivateMosquitto]:
-    """A private Mosquitto on a free loopback port, fresh for each test.
-
-    ``broker.stop()`` / ``broker.start()`` (or ``await broker.astop()`` / ``astart()``) restart it on
-    the same port with its persistence file, for broker-restart tests. Skips when mosquitto is absent.
-    """
+@contextlib.contextmanager
+def private_broker() -> Iterator[PrivateMosquitto]:
+    """A private Mosquitto on a free loopback port, closed on exit; skips the test when mosquitto is absent."""
     try:
         broker = PrivateMosquitto()
         broker.start()
@@ -35,3 +32,14 @@ def mosquitto_broker() -> Iterator[PrivateMosquitto]:
         yield broker
     finally:
         broker.close()
+
+
+@pytest.fixture
+def mosquitto_broker() -> Iterator[PrivateMosquitto]:
+    """A private Mosquitto on a free loopback port, fresh for each test.
+
+    ``broker.stop()`` / ``broker.start()`` (or ``await broker.astop()`` / ``astart()``) restart it on
+    the same port with its persistence file, for broker-restart tests. Skips when mosquitto is absent.
+    """
+    with private_broker() as broker:
+        yield broker

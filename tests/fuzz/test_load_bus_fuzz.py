@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from drivers import topics as tp
 from drivers.mqtt_load import MqttLoadBus
 from parkctl.clock import SimClock
-from parkctl.errors import BrokerUnavailable
 from sim.broker import PrivateMosquitto
+from tests.conftest import private_broker
 from tests.fuzz.test_topics_fuzz import payloads
 
 SITE = "fuzz"
@@ -36,15 +36,8 @@ message = st.tuples(
 
 @pytest.fixture(scope="module")
 def broker() -> Iterator[PrivateMosquitto]:
-    try:
-        b = PrivateMosquitto()
-        b.start()
-    except BrokerUnavailable as exc:
-        pytest.skip(str(exc))
-    try:
+    with private_broker() as b:  # one broker for the module: hypothesis runs many examples
         yield b
-    finally:
-        b.close()
 
 
 def expected_malformed(batch: list[tuple[str, str, bytes]]) -> int:

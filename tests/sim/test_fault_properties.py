@@ -66,7 +66,8 @@ def evening(faults: list[Fault]) -> Scenario:
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(fault(), min_size=1, max_size=3).filter(valid))
 # found by CI: a timed-out PV write handled after the fault ended was counted as a second setpoint
-@example([Fault(kind="modbus_slow", target="bess-1", start=timedelta(minutes=15), end=timedelta(minutes=21), delay_s=1.0),
+@example([Fault(kind="modbus_slow", target="bess-1", start=timedelta(minutes=15), end=timedelta(minutes=21),
+                delay_s=1.0),
           Fault(kind="modbus_slow", target="pv-roof-a", start=timedelta(minutes=11), end=timedelta(minutes=12),
                 delay_s=2.0)])  # fmt: skip
 def test_random_faults_keep_the_invariants(tmp_path: Path, faults: list[Fault]) -> None:
