@@ -13,8 +13,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 from controller.config import ControllerConfig
 from controller.cycle import CycleReport
@@ -62,12 +64,18 @@ class Planner:
         self._reasons: list[str] = []
         self._snapshot: Snapshot | None = None
         self._loads: dict[str, LoadHistory] = {}
+        self._tz = ZoneInfo(config.site.timezone)
         self._off_plan_since: datetime | None = None
         self._peak_kw = 0.0
         self._first_requested = False
         self.solves = 0
         self.failures = 0
         self.last_status = "none"
+
+    @property
+    def load_history(self) -> dict[str, LoadHistory]:
+        """What the next plan will be told of each load's sheds (a copy)."""
+        return dict(self._loads)
 
     # -- triggers ----------------------------------------------------------------------------------
     def request(self, reason: str) -> None:
@@ -98,15 +106,17 @@ class Planner:
             self._off_plan_since = None
 
     def _track_loads(self, report: CycleReport) -> None:
+        """Follow sheds and restores as commanded; the daily count starts again at local midnight."""
         ts = report.ts
+        today = ts.astimezone(self._tz).date()
         for lid, shed in report.setpoints.load_shed.items():
-            hist = self._loads.get(lid, LoadHistory())
-            if hist.shed_since and (hist.shed_since.date() != ts.date()):
-                hist = LoadHistory(hist.shed_since, hist.last_restore, 0)
+            hist = self._loads.get(lid, LoadHistory(day=today))
+            if hist.day != today:
+                hist = replace(hist, sheds_today=0, day=today)
             if shed and hist.shed_since is None:
-                hist = LoadHistory(ts, hist.last_restore, hist.sheds_today + 1)
+                hist = replace(hist, shed_since=ts, sheds_today=hist.sheds_today + 1)
             elif not shed and hist.shed_since is not None:
-                hist = LoadHistory(None, ts, hist.sheds_today)
+                hist = replace(hist, shed_since=None, last_restore=ts)
             self._loads[lid] = hist
 
     # -- the loop ----------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import numpy as np
 
@@ -27,11 +27,16 @@ from optimizer.inputs import (
 
 @dataclass(frozen=True)
 class LoadHistory:
-    """What the planner must know of an interruptible load's recent past."""
+    """What the planner must know of an interruptible load's recent past.
+
+    ``sheds_today`` counts the sheds begun on the site-local date ``day``, as the load itself counts
+    them against ``max_sheds_per_day``; a shed running across midnight belongs to the day it began.
+    """
 
     shed_since: datetime | None = None
     last_restore: datetime | None = None
     sheds_today: int = 0
+    day: date | None = None
 
 
 @dataclass(frozen=True)
