@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from optimizer.data import BIG, ModelData
+from optimizer.data import BIG, ModelData, rebound_shares, run_cap
 
 Bounds = dict[str, tuple[np.ndarray, np.ndarray]]
 
@@ -42,6 +42,8 @@ def column_bounds(d: ModelData) -> Bounds:
         "shed_start": (z(L * T), np.ones(L * T)),
         "shed_end": (z(L * T), np.ones(L * T)),
         "shed_day_pad": (z(L * S.n_days), z(L * S.n_days)),
+        "rb_run": (z(L * T), np.repeat([run_cap(r) for r in S.sheds], T)),
+        "rb_rel": (z(L * T), np.repeat([run_cap(r) for r in S.sheds], T)),
         "dl_p": (z(n_d * T), d.dl_ub.ravel()),
         "dl_short": (z(n_d), z(n_d)),
         "dl_on": (d.on_lb[bi].ravel(), d.on_ub[bi].ravel()),
@@ -78,6 +80,11 @@ def row_bounds(d: ModelData, green_floor: float | None = None) -> Bounds:
         out[f"shed_minup_{i}"] = (inf(T, -BIG), z(T))
         out[f"shed_mingap_{i}"] = (inf(T, -BIG), np.ones(T))
         out[f"shed_day_{i}"] = (inf(S.n_days, -BIG), d.day_rhs[i])
+        r0, cap = np.zeros(T), run_cap(S.sheds[i])
+        r0[0] = d.run0[i]
+        out[f"rb_flow_{i}"] = (r0, r0.copy())
+        out[f"rb_hold_{i}"] = (inf(T, -BIG), z(T))
+        out[f"rb_free_{i}"] = (inf(T, -BIG), np.full(T, cap))
     out["dl_energy"] = (d.dl_energy, d.dl_energy)
     for j, i in enumerate(binary_deferrables(d)):
         r = S.defers[i]
@@ -99,7 +106,6 @@ def cost_coefs(d: ModelData) -> dict[str, np.ndarray]:
     """CNY per unit of each variable; the constant is ``cost_offset``."""
     S, T, dt = d.structure, d.structure.n_steps, d.dt
     shed = dt * np.repeat(d.shed_cost * np.array([r.shed_kw for r in S.sheds]), T)
-    shed += after_horizon_rebound(d).ravel()
     out = {
         "imp": dt * d.price_imp,
         "exp": -dt * d.price_exp,
@@ -107,6 +113,7 @@ def cost_coefs(d: ModelData) -> dict[str, np.ndarray]:
         "dis": dt * (np.repeat(d.deg, T) + d.cycle_tb),
         "ch": np.full(len(S.batteries) * T, dt * d.cycle_tb),
         "shed": shed,
+        **after_horizon_rebound(d),
         "dr_short": np.asarray(d.red_penalty, dtype=float),
     }
     if S.has_cap_events:
@@ -114,18 +121,21 @@ def cost_coefs(d: ModelData) -> dict[str, np.ndarray]:
     return out
 
 
-def after_horizon_rebound(d: ModelData) -> np.ndarray:
-    """(L, T) CNY per shed step for the rebound that falls after the horizon, priced at the last import price.
+def after_horizon_rebound(d: ModelData) -> dict[str, np.ndarray]:
+    """CNY per unit of ``rb_run`` / ``rb_rel`` for the rebound that falls after the horizon, at the last price.
 
-    Without it a shed near the end would look free of its rebound.
+    A load still shed at the end brings all of its run back later; one restored near the end, the shares
+    of its rebound past the last step. Without this a shed near the end would look free of its rebound.
     """
     S, T = d.structure, d.structure.n_steps
-    out = np.zeros((len(S.sheds), T))
-    t = np.arange(T)
+    run, rel = np.zeros((len(S.sheds), T)), np.zeros((len(S.sheds), T))
     for i, r in enumerate(S.sheds):
-        beyond = np.clip(t + r.rebound_steps - (T - 1), 0, r.rebound_steps)
-        out[i] = r.rebound_kw * d.dt * beyond * d.price_imp[-1]
-    return out
+        price = r.rebound_kwh * d.price_imp[-1]
+        run[i, -1] = price
+        tail = np.cumsum(rebound_shares(r)[::-1])[::-1]  # tail[j]: share from step j of the restore on
+        for j in range(1, r.rebound_steps):
+            rel[i, T - j] = price * tail[j] if T - j >= 0 else 0.0
+    return {"rb_run": run.ravel(), "rb_rel": rel.ravel()}
 
 
 def cost_offset(d: ModelData) -> float:

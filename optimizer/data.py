@@ -7,6 +7,10 @@ persistent HiGHS instance can take in place. Equal structures mean a built model
 Rounding of durations to steps (``s`` = step_s): max shed ``D = floor(max_shed_s/s)``; min shed
 ``U = ceil(min_shed_s/s)``; min gap between sheds ``Gp = ceil(min_gap_s/s)``; rebound spread
 ``R = max(1, round(rebound_s/s))``; deferrable min run ``L = ceil(min_run_s/s)``.
+
+Rebound (see :func:`rebound_kw`): a shed of ``n`` steps restored at step ``e`` draws ``rebound_factor *
+shed_kw * n * dt`` kWh over the R steps from ``e`` on, the share ``(2(R-j)-1)/R^2`` in step ``e+j``: a linear
+decay from twice the mean at the restore, as the park's loads draw it.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ class ShedRule:
     """Interruptible-load physics in steps: the matrix depends on these."""
 
     shed_kw: float
-    rebound_kw: float  # added to the load in each of the R steps after a shed step
+    rebound_kwh: float  # rebound one shed step brings back after the restore (rebound_factor * shed_kw * dt)
     rebound_steps: int
     max_steps: int  # D
     min_steps: int  # U, used as max(U, 1)
@@ -105,6 +109,7 @@ class ModelData:
     cap_penalty: np.ndarray  # (T,)
     il_running: np.ndarray  # (L,) kW drawn while running
     il_rebound0: np.ndarray  # (L, T) rebound from sheds before the start
+    run0: np.ndarray  # (L,) steps a load shed at the start has been shed already (shed_active_s / step_s)
     demand_rate: float
     peak_lb: float
     loss_ch: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (B,) 1 - eta_c*eta_d
@@ -112,6 +117,41 @@ class ModelData:
     @property
     def n_steps(self) -> int:
         return self.structure.n_steps
+
+
+def run_cap(r: ShedRule) -> float:
+    """The longest run of shed steps (the big-M of the rebound rows): the maximum shed and a step in progress."""
+    return float(max(r.max_steps, 1) + 1)
+
+
+def rebound_shares(r: ShedRule) -> np.ndarray:
+    """Share of a restore's rebound in each of the R steps from the restore on (a linear decay, sums to 1)."""
+    R = r.rebound_steps
+    return np.array([(2 * (R - j) - 1) / R**2 for j in range(R)])
+
+
+def rebound_kw(r: ShedRule, shed: np.ndarray, run0: float, dt: float) -> tuple[np.ndarray, float]:
+    """(rebound drawn in each step in kW, kWh that falls after the last step) of a 0/1 shed schedule."""
+    T = len(shed)
+    out = np.zeros(T)
+    after = 0.0
+    shares = rebound_shares(r)
+    run = run0
+    for t, s in enumerate(np.asarray(shed) > 0.5):
+        if s:
+            run += 1.0
+            continue
+        if run > 0:  # a restore: the whole run comes back from here on
+            kwh = r.rebound_kwh * run
+            for j, share in enumerate(shares):
+                if t + j < T:
+                    out[t + j] += share * kwh / dt
+                else:
+                    after += share * kwh
+        run = 0.0
+    if run > 0:  # still shed at the end: all of it comes back later
+        after += r.rebound_kwh * run
+    return out, after
 
 
 def _day_index(inp: OptimizerInputs) -> np.ndarray:
@@ -199,7 +239,7 @@ def derive(inp: OptimizerInputs) -> ModelData:
     for ld in inp.interruptible_loads:
         R = max(1, round(ld.rebound_s / s))
         rules.append(ShedRule(
-            shed_kw=ld.shed_power_kw, rebound_kw=ld.rebound_factor * ld.shed_power_kw / R, rebound_steps=R,
+            shed_kw=ld.shed_power_kw, rebound_kwh=ld.rebound_factor * ld.shed_power_kw * dt, rebound_steps=R,
             max_steps=_steps_floor(ld.max_shed_s, s), min_steps=_steps_ceil(ld.min_shed_s, s),
             gap_steps=_steps_ceil(ld.min_gap_s, s),
         ))  # fmt: skip
@@ -243,6 +283,7 @@ def derive(inp: OptimizerInputs) -> ModelData:
         deg=np.array([b.degradation_cny_per_kwh for b in bats]), cycle_tb=inp.settings.battery_tiebreak_cny_per_kwh,
         day_of_step=day, shed_cost=np.array([ld.shed_cost_cny_per_kwh for ld in inp.interruptible_loads]),
         il_running=running, il_rebound0=rebound0,
+        run0=np.array([ld.shed_active_s / s for ld in inp.interruptible_loads]),
         demand_rate=inp.demand_charge_cny_per_kw, peak_lb=inp.month_peak_so_far_kw,
         loss_ch=1.0 - eta[:, 0] * eta[:, 1],
         **_shed_arrays(inp, rules, n_days), **_defer_arrays(inp, defers), **_dr_arrays(inp),

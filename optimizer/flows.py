@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from optimizer.bounds import binary_deferrables
-from optimizer.data import ModelData
+from optimizer.data import ModelData, rebound_kw
 from optimizer.lp import Layout
 
 TOL = 1e-7
@@ -58,13 +58,10 @@ def from_solution(x: np.ndarray, layout: Layout, d: ModelData) -> Flows:
 
 def load_kw(d: ModelData, shed: np.ndarray, dl: np.ndarray) -> np.ndarray:
     """Total site load per step: base + interruptible (running, shed, rebound) + deferrable."""
-    S, T = d.structure, d.structure.n_steps
     load = d.rhs_balance.copy() + dl.sum(axis=0)
-    for i, r in enumerate(S.sheds):
+    for i, r in enumerate(d.structure.sheds):
         load -= r.shed_kw * shed[i]
-        if r.rebound_kw > 0:
-            for k in range(1, r.rebound_steps + 1):
-                load[k:] += r.rebound_kw * shed[i, : T - k]
+        load += rebound_kw(r, shed[i], float(d.run0[i]), d.dt)[0]
     return np.asarray(load, dtype=float)
 
 

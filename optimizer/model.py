@@ -16,8 +16,12 @@ Variables (all >= 0; bounds are data from :mod:`optimizer.data`):
 Constraints:
 
 - balance[t]: ``imp - exp + imp_excess + sum pv + sum (dis - ch) + sum_l shed_kw*shed[l,t]
-  - sum_l rebound_kw * sum_{k=1..R} shed[l,t-k] - sum_d dl_p[d,t]
-  = base_load + sum_l running_kw + rebound_initial[t]``;
+  - sum_l sum_{j<R} share_j*a/dt*rb_rel[l,t-j] - sum_d dl_p[d,t] = base_load + sum_l running_kw
+  + rebound_initial[t]`` with ``a = rebound_factor*shed_kw*dt`` and ``share_j = (2(R-j)-1)/R^2``;
+- rebound (``M = max(D,1) + 1`` steps), rb_flow: ``rb_run[t] = rb_run[t-1] + shed[t] - rb_rel[t]`` with
+  ``rb_run[-1] = shed_active_s/s``; rb_hold ``rb_run <= M*shed``; rb_free ``rb_rel <= M*(1 - shed)``. For
+  0/1 sheds ``rb_run`` is the run of shed steps so far and ``rb_rel[t]`` the whole run, released at the
+  restore; the flow keeps the relaxation's rebound energy exact. A new shed does not cut a rebound short;
 - soe_dyn[b,t]: ``soe[t] = soe[t-1] + dt*eta_c*ch[t] - dt/eta_d*dis[t]`` with ``soe[-1] = e0``;
   soe_term[b]: ``soe[T-1] + soe_short >= cap*soc_terminal/100``;
 - peak_def[t]: ``peak >= imp[t]``;
@@ -50,8 +54,8 @@ counted), so the relaxation of the no-simultaneous-charge rule stays exact in ef
 :mod:`optimizer.flows`).
 Cost (CNY) ``= dt*sum (price_imp*imp - price_exp*exp) + demand_rate*(peak - month_peak_so_far)
 + dt*sum deg*dis + dt*sum shed_cost*shed_kw*shed + sum dr_penalty*dr_short + dt*sum cap_penalty*cap_short
-+ sum_l,t shed[l,t]*rebound_kw*dt*n_after(t)*price_imp[T-1]``, the last term pricing rebound that would fall
-after the horizon (``n_after(t) = clip(t + R - (T-1), 0, R)`` steps). Battery degradation is charged on
++ price_imp[T-1]*a*(rb_run[T-1] + sum_{j>=1} rb_rel[T-j]*sum_{j'>=j} share_j')``, the last term pricing the
+rebound that falls after the horizon. Battery degradation is charged on
 discharged energy, as sim/kpi.py accounts it, plus ``battery_tiebreak_cny_per_kwh`` (1e-5 by default) on
 every kWh charged or discharged so that ties never cycle a battery for nothing; both are in
 ``degradation_cny``.
@@ -77,7 +81,7 @@ from optimizer.bounds import (
     green_coefs,
     row_bounds,
 )
-from optimizer.data import BIG, ModelData
+from optimizer.data import BIG, ModelData, rebound_shares, run_cap
 
 Terms = tuple[list[float], list[object]]
 RowFn = Callable[[int], Terms]
@@ -143,8 +147,9 @@ def build_model(d: ModelData, green_floor: float | None = None) -> pyo.ConcreteM
     pv, ch, dis, soe = _var(m, cb, "pv"), _var(m, cb, "ch"), _var(m, cb, "dis"), _var(m, cb, "soe")
     soe_short, peak = _var(m, cb, "soe_short"), _var(m, cb, "peak")
     shed = _var(m, cb, "shed", binary=True)
-    for name in ("shed_start", "shed_end", "shed_day_pad", "dl_p", "dl_short"):
+    for name in ("shed_start", "shed_end", "shed_day_pad", "rb_run", "dl_p", "dl_short"):
         _var(m, cb, name)
+    rb_rel = _var(m, cb, "rb_rel")
     _var(m, cb, "dl_on", binary=True)
     _var(m, cb, "dl_start")
     _var(m, cb, "dr_short")
@@ -165,10 +170,9 @@ def build_model(d: ModelData, green_floor: float | None = None) -> pyo.ConcreteM
         for i, r in enumerate(S.sheds):
             c.append(r.shed_kw)
             x.append(shed[i * T + t])
-            if r.rebound_kw > 0:
-                for k in range(1, min(r.rebound_steps, t) + 1):
-                    c.append(-r.rebound_kw)
-                    x.append(shed[i * T + t - k])
+            for j, share in enumerate(rebound_shares(r)[: t + 1]):
+                c.append(-share * r.rebound_kwh / d.dt)
+                x.append(rb_rel[i * T + t - j])
         for i in range(n_d):
             c.append(-1.0)
             x.append(dl_p[i * T + t])
@@ -239,6 +243,24 @@ def _add_shed_rows(m: pyo.ConcreteModel, rb: Bounds, d: ModelData) -> None:
         _rows(m, rb, f"shed_minup_{i}", minup)
         _rows(m, rb, f"shed_mingap_{i}", mingap)
         _rows(m, rb, f"shed_day_{i}", day)
+    _add_rebound_rows(m, rb, d)
+
+
+def _add_rebound_rows(m: pyo.ConcreteModel, rb: Bounds, d: ModelData) -> None:
+    """Run length and released run of each load (see the module docstring); right-hand sides hold ``run0``."""
+    S, T = d.structure, d.structure.n_steps
+    shed, run, rel = (_vars(m, n) for n in ("shed", "rb_run", "rb_rel"))
+    for i, r in enumerate(S.sheds):
+        base, cap = i * T, run_cap(r)
+
+        def flow(t: int, base: int = base) -> Terms:
+            k = base + t
+            c, x = [1.0, -1.0, 1.0], [run[k], shed[k], rel[k]]
+            return (c + [-1.0], x + [run[k - 1]]) if t else (c, x)
+
+        _rows(m, rb, f"rb_flow_{i}", flow)
+        _rows(m, rb, f"rb_hold_{i}", lambda t, base=base, cap=cap: ([1.0, -cap], [run[base + t], shed[base + t]]))
+        _rows(m, rb, f"rb_free_{i}", lambda t, base=base, cap=cap: ([1.0, cap], [rel[base + t], shed[base + t]]))
 
 
 def _add_defer_rows(m: pyo.ConcreteModel, rb: Bounds, d: ModelData) -> None:

@@ -16,8 +16,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from optimizer.bounds import after_horizon_rebound
-from optimizer.data import ModelData
+from optimizer.data import ModelData, rebound_kw
 from optimizer.flows import Flows, green_kwh, load_kw
 from optimizer.inputs import OptimizerInputs
 
@@ -103,7 +102,8 @@ def evaluate(d: ModelData, f: Flows) -> Objective:
     degradation = dt * float((d.deg[:, None] * f.dis).sum() + d.cycle_tb * (f.ch.sum() + f.dis.sum()))
     shed_kw = np.array([r.shed_kw for r in S.sheds]).reshape(-1, 1)
     shed = dt * float((d.shed_cost[:, None] * shed_kw * f.shed).sum())
-    rebound = float((after_horizon_rebound(d) * f.shed).sum())
+    owed = [rebound_kw(r, f.shed[i], float(d.run0[i]), dt)[1] for i, r in enumerate(S.sheds)]
+    rebound = float(d.price_imp[-1] * sum(owed)) if owed else 0.0
     red = np.maximum(dt * (d.red_mask @ f.imp) - d.red_rhs, 0.0)
     capx = np.maximum(f.imp - d.cap_kw, 0.0)
     dr = float(d.red_penalty @ red) + dt * float(d.cap_penalty @ capx)
@@ -148,10 +148,8 @@ def make_plan(
 
 def load_kw_single(d: ModelData, i: int, shed: np.ndarray) -> np.ndarray:
     """Draw of interruptible load ``i``: running - shed + rebound (initial rebound included)."""
-    r, T = d.structure.sheds[i], d.n_steps
-    p = d.il_running[i] - r.shed_kw * shed + d.il_rebound0[i]
-    for k in range(1, r.rebound_steps + 1):
-        p[k:] += r.rebound_kw * shed[: T - k]
+    r = d.structure.sheds[i]
+    p = d.il_running[i] - r.shed_kw * shed + d.il_rebound0[i] + rebound_kw(r, shed, float(d.run0[i]), d.dt)[0]
     return np.asarray(p, dtype=float)
 
 

@@ -18,9 +18,10 @@ import numpy as np
 from optimizer.lp import INTEGER_FAMILIES, Layout
 
 TIME_COLS = ("imp", "exp", "imp_excess", "pv", "ch", "dis", "ch_grid", "soe", "shed", "shed_start", "shed_end",
-             "dl_p", "dl_on", "dl_start", "cap_short")  # fmt: skip
+             "rb_run", "rb_rel", "dl_p", "dl_on", "dl_start", "cap_short")  # fmt: skip
 TIME_ROWS = ("balance", "soe_dyn", "grid_charge", "grid_to_storage", "peak_def", "shed_link", "dr_cap")
-TIME_ROW_PREFIXES = ("shed_maxdur_", "shed_minup_", "shed_mingap_", "dl_pmax_", "dl_pmin_", "dl_link_", "dl_minrun_")
+TIME_ROW_PREFIXES = ("shed_maxdur_", "shed_minup_", "shed_mingap_", "rb_", "dl_pmax_", "dl_pmin_", "dl_link_",
+                     "dl_minrun_")  # fmt: skip
 LOWER, BASIC, UPPER = highspy.HighsBasisStatus.kLower, highspy.HighsBasisStatus.kBasic, highspy.HighsBasisStatus.kUpper
 
 

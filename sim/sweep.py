@@ -22,7 +22,7 @@ from sim.scenario import Scenario
 from sim.sweep_exec import Executor
 from sim.sweep_grid import Point
 
-SHARED = ("savings_captured", "grey_import_captured")  # defined per point (none/mpc/oracle), not per strategy
+SHARED = ("savings_captured", "grey_import_captured", "bound_bill_cny")  # per point, not per strategy
 
 
 @dataclass(frozen=True)

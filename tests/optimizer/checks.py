@@ -32,14 +32,24 @@ def _episodes(shed: np.ndarray) -> list[tuple[int, int]]:
 
 
 def interruptible_p(inp: OptimizerInputs, i: int, shed: np.ndarray) -> np.ndarray:
+    """Running - shed + rebound. A shed of n steps brings back ``rebound_factor * kw * n * dt`` kWh (n counts
+    what a shed in progress at the start had already, ``shed_active_s / s``), from the restore on over R
+    steps, decaying linearly from twice its mean: step j after the restore takes the share of the
+    triangle between ``j/R`` and ``(j+1)/R``."""
     ld = inp.interruptible_loads[i]
-    T, s = inp.n_steps, inp.step_s
+    T, s, dt = inp.n_steps, inp.step_s, inp.dt_h
     kw = ld.shed_power_kw
     R = max(1, round(ld.rebound_s / s))
     p = np.full(T, ld.running_kw) - kw * shed
-    rb = ld.rebound_factor * kw / R
-    for k in range(1, R + 1):
-        p[k:] += rb * shed[: T - k]
+    for a, b in _episodes(shed.astype(bool)):
+        if b >= T:
+            continue  # restored after the horizon
+        n = (b - a) + (ld.shed_active_s / s if a == 0 else 0.0)
+        kwh = ld.rebound_factor * kw * n * dt
+        for j in range(R):
+            if b + j < T:
+                share = (1.0 - j / R) ** 2 - (1.0 - (j + 1) / R) ** 2
+                p[b + j] += kwh * share / dt
     k0 = min(T, len(ld.rebound_kw_initial))
     p[:k0] += np.asarray(ld.rebound_kw_initial[:k0])
     return p
