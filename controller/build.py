@@ -133,10 +133,20 @@ def plan_summary(plan: Plan) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _month_peak(store: Store) -> Any:
+MIN_PEAK_COVER_S = 300.0  # a quarter-hour seen for less than this says too little about its mean
+
+
+def month_peak_source(store: Store) -> Any:
+    """This month's highest quarter-hour mean import, each measured over the seconds the store covered.
+
+    Not ``import_kwh * 4``: a quarter-hour the store saw only in part (cycles longer than the store's
+    ``max_hold_s``, a gap in the readings) would count as a low peak, and a planner told a low peak
+    spends the demand charge it thinks is still free.
+    """
     def peak(now: datetime) -> float:
         month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-        values = [iv.import_kwh * 4.0 for iv in store.intervals(month_start, closed_only=True)]
+        values = [iv.import_kwh * 3600.0 / iv.covered_s for iv in store.intervals(month_start, closed_only=True)
+                  if iv.covered_s >= MIN_PEAK_COVER_S]  # fmt: skip
         return max(values, default=0.0)
     return peak
 
@@ -205,7 +215,7 @@ async def build_controller(
         if telemetry is not None:
             on_plan.append(lambda p: telemetry.publish_plan(plan_summary(p)))
         planner = Planner(config, forecaster, clock, plans, listeners=listeners, on_new_plan=on_plan,
-                          peak_source=_month_peak(store), dr_source=dr.manager.dr_source if dr else None)  # fmt: skip
+                          peak_source=month_peak_source(store), dr_source=dr.manager.dr_source if dr else None)  # fmt: skip
         if dr is not None:
             dr.manager.on_change.append(planner.request)
     all_observers: list[Observer] = [store, metrics, alarms, DeviceStatsFeed(metrics, clients),

@@ -74,8 +74,14 @@ class Planner:
 
     @property
     def load_history(self) -> dict[str, LoadHistory]:
-        """What the next plan will be told of each load's sheds (a copy)."""
+        """Each load's sheds as the cycles so far have shown them (a copy)."""
         return dict(self._loads)
+
+    def history_at(self, now: datetime) -> dict[str, LoadHistory]:
+        """What a plan made at ``now`` is told: a plan at midnight runs before the day's first cycle,
+        and the new day gives every load its sheds back."""
+        today = now.astimezone(self._tz).date()
+        return {lid: h if h.day == today else replace(h, sheds_today=0, day=today) for lid, h in self._loads.items()}
 
     # -- triggers ----------------------------------------------------------------------------------
     def request(self, reason: str) -> None:
@@ -147,7 +153,7 @@ class Planner:
             forecast = self.forecaster.forecast(now, start, n, s.step_s)
             peak = self.peak_source(now) if self.peak_source else self._peak_kw
             state = ParkState(ts=now, soc_pct={b: r.soc_pct for b, r in snap.batteries.items() if r is not None},
-                              loads=dict(self._loads), month_peak_kw=peak)  # fmt: skip
+                              loads=self.history_at(now), month_peak_kw=peak)  # fmt: skip
             events = self.dr_source(start, s.step_s, n) if self.dr_source else []
             inputs = build_inputs(self.config, forecast, state, events)
             async with self.clock.hold():

@@ -41,7 +41,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from controller.build import _month_peak, make_decider
+from controller.build import month_peak_source, make_decider
 from controller.config import ControllerConfig, TelemetryConfig
 from controller.cycle import Decide, Observer, Runtime
 from controller.devices import DeviceSet
@@ -161,7 +161,7 @@ async def run_strategy(
     planner = None
     if plans is not None:
         forecaster = SimForecaster(perfect_foresight(scenario) if strategy == "oracle" else scenario)
-        planner = Planner(config, forecaster, clock, plans, listeners=[stats], peak_source=_month_peak(store))
+        planner = Planner(config, forecaster, clock, plans, listeners=[stats], peak_source=month_peak_source(store))
     decide = decide_none(config.site_model()) if strategy == "none" else make_decider(config, plans)
     observers: list[Observer] = [store, *([planner] if planner else [])]
     if progress is not None:  # an observer, not a task: the bar cannot change the clock's schedule

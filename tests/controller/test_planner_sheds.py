@@ -82,3 +82,16 @@ def test_a_shed_across_midnight_counts_on_the_day_it_began() -> None:
     _cycle(planner, evening + timedelta(minutes=40), False)
     _cycle(planner, evening + timedelta(hours=1), True)  # a new shed on the new day
     assert planner.load_history[LOAD].sheds_today == 1
+
+
+def test_a_plan_made_at_midnight_before_the_days_first_cycle_has_the_new_days_sheds() -> None:
+    """The planner runs at a step start before that instant's cycle: at 00:00 the last cycle seen is 23:59."""
+    planner = _planner()
+    day0 = SC.local_start.replace(hour=1)
+    for k in range(4):
+        _shed_for(planner, day0 + timedelta(hours=2 * k), 30)
+    midnight = SC.local_start + timedelta(days=1)
+    _cycle(planner, midnight - timedelta(minutes=1), False)
+    assert planner.load_history[LOAD].sheds_today == 4
+    assert planner.history_at(midnight)[LOAD].sheds_today == 0
+    assert planner.history_at(midnight - timedelta(minutes=1))[LOAD].sheds_today == 4

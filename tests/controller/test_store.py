@@ -520,3 +520,26 @@ def test_reference_run_spans_gaps_and_many_intervals(uninterrupted: dict[str, li
     assert starts == list(range(starts[0], starts[-1] + 900, 900)) and len(hist) > 20
     assert any(r[2] == 0 for r in hist) and sum(r[14] == 0 for r in hist) == 1
     assert sum(r[2] for r in hist) == sum(1 for c in uninterrupted["cycles"] if c[2] is not None)
+
+
+def test_the_month_peak_is_measured_over_the_covered_seconds(db: Path) -> None:
+    """60-s cycles with a 30-s hold cover half of each quarter-hour; the peak is still the mean import."""
+    from controller.build import month_peak_source
+
+    with Store.open(db, Clock(), QUIET) as s:
+        for k in range(0, 31):  # 10:00 .. 10:30, a cycle a minute, 3000 kW then 1000 kW
+            s.on_cycle(cyc(T0 + timedelta(minutes=k), 3000 if k < 15 else 1000))
+        peak = month_peak_source(s)(T0 + timedelta(minutes=31))
+        first = s.intervals()[0]
+    assert first.covered_s == pytest.approx(450) and first.import_kwh * 4 == pytest.approx(1500)
+    assert peak == pytest.approx(3000)
+
+
+def test_a_quarter_hour_barely_seen_does_not_set_the_month_peak(db: Path) -> None:
+    from controller.build import month_peak_source
+
+    with Store.open(db, Clock(), QUIET) as s:
+        s.on_cycle(cyc(T0, 5000))  # one sample, held 30 s, then silence
+        for k in range(15, 31):
+            s.on_cycle(cyc(T0 + timedelta(minutes=k), 1200))
+        assert month_peak_source(s)(T0 + timedelta(minutes=31)) == pytest.approx(1200)
