@@ -27,6 +27,11 @@ much, so the optimum is a lower bound on that run's bill:
   replay ``max_sheds_per_day x max_shed_s`` per day it touches.
 - **Nothing is required at the end** (no terminal charge): a run may end the replay empty, so may the bound.
 
+The bill charges the demand charge (per kW-month) on the replay's highest quarter-hour, for the replay's
+share of the month (:func:`month_share`): a week is billed the week's part of the monthly charge, as if
+the month went on like it. The whole month's charge on a week would price the peak as if the week's
+energy savings were all the month had.
+
 What the bound leaves out (min on/off times, ramps, derating, within-block variation, cycle timing and
 forecast error) can only make real runs dearer, which is what the gap between a strategy and the bound
 measures.
@@ -34,6 +39,7 @@ measures.
 
 from __future__ import annotations
 
+import calendar
 import math
 from dataclasses import dataclass
 from datetime import timedelta
@@ -170,7 +176,8 @@ def build(scenario: Scenario, r: Realised, keep_limits: bool = True) -> pyo.Conc
     energy = sum(h * (float(r.price_min[t]) * m.imp[t] - tariff.export_cny_per_kwh * m.exp[t]) for t in T)
     shed = sum(h * loads[lid].shed_cost_cny_per_kwh * shed_kw(lid, t) for lid in loads for t in T)
     wear = sum(h * bats[b].degradation_cny_per_kwh * m.dis[b, t] for b in bats for t in T)
-    m.bill = pyo.Objective(expr=energy + shed + wear + tariff.demand_charge_cny_per_kw_month * m.peak)
+    demand_rate = tariff.demand_charge_cny_per_kw_month * month_share(scenario, r.n * r.block_s / 3600.0)
+    m.bill = pyo.Objective(expr=energy + shed + wear + demand_rate * m.peak)
     return m
 
 
@@ -183,9 +190,15 @@ def solve(m: pyo.ConcreteModel) -> float:
     return float(pyo.value(m.bill))
 
 
-def bill(k: dict[str, float]) -> float:
-    """What a run costs the park, as the bound counts it: energy, shed, wear and the demand charge."""
-    return k["energy_cost_cny"] + k["shed_cost_cny"] + k["battery_degradation_cny"] + k["demand_charge_cny"]
+def month_share(scenario: Scenario, hours: float) -> float:
+    """The part of the start's month that ``hours`` are: what share of a monthly charge they carry."""
+    start = scenario.local_start
+    return hours / 24.0 / calendar.monthrange(start.year, start.month)[1]
+
+
+def bill(k: dict[str, float], share: float) -> float:
+    """What a run costs the park: energy, shed, wear and ``share`` of the monthly demand charge."""
+    return k["energy_cost_cny"] + k["shed_cost_cny"] + k["battery_degradation_cny"] + share * k["demand_charge_cny"]
 
 
 def bound_bill(scenario: Scenario, hours: float, block_s: float = 900.0, keep_limits: bool = True) -> float:

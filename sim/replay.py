@@ -16,9 +16,9 @@ Strategies:
 One park per strategy runs the whole replay, so batteries carry their charge across midnight. Per-day
 KPIs difference the park's cumulative counters at each day boundary (every 24 h from the start);
 the running extremes (15-minute peak, instant peak, SoC range) are taken from the day's 60-s rows.
-``operating_cost_cny`` is energy cost + shed cost + battery degradation; ``bill_cny`` adds the demand
-charge on the run's highest 15-minute import, which is what the park pays and what the planner
-minimises. ``savings_captured`` = (bill_none - bill_mpc) / (bill_none - bill_oracle), the same for grid
+``operating_cost_cny`` is energy cost + shed cost + battery degradation; ``bill_cny`` adds the run's
+share of the month (days / days in the month) of the demand charge on its highest 15-minute import:
+what the park pays for those days if the month goes on like them. ``savings_captured`` = (bill_none - bill_mpc) / (bill_none - bill_oracle), the same for grid
 import (``grey_import_captured``); None when a strategy is missing or the denominator is ~0.
 
 ``bound_bill_cny`` is the perfect-foresight bound of :mod:`sim.bound`: a linear relaxation of the park
@@ -52,7 +52,7 @@ from controller.setpoints import Setpoints
 from controller.snapshot import Snapshot
 from controller.store import Store, StoreSettings
 from parkctl.clock import SimClock
-from sim.bound import bill, bound_bill
+from sim.bound import bill, bound_bill, month_share
 from sim.broker import BrokerUrl
 from sim.day import controller_config_for, write_results
 from sim.forecast import SimForecaster
@@ -219,7 +219,7 @@ def derived(k: dict[str, float], green_kwh: float, scenario: Scenario) -> dict[s
     out["self_sufficiency"] = 1.0 - k["grid_import_kwh"] / load if load > 0 else 0.0
     out["demand_charge_cny"] = k["peak_import_kw"] * scenario.tariff.demand_charge_cny_per_kw_month
     out["operating_cost_cny"] = operating_cost(k)
-    out["bill_cny"] = bill(out)
+    out["bill_cny"] = bill(out, month_share(scenario, k["hours"]))
     return out
 
 

@@ -25,7 +25,7 @@ Window = tuple[datetime, datetime, str]  # (start, end, label) of a demand-respo
 
 # (label, key, format) of the side-by-side KPI table; formats also used by the per-day table
 KPI_ROWS = (
-    ("bill CNY (operating + demand charge)", "bill_cny", "{:,.0f}"), ("operating cost CNY", "operating_cost_cny", "{:,.0f}"), ("energy cost CNY", "energy_cost_cny", "{:,.0f}"),
+    ("bill CNY (operating + demand share)", "bill_cny", "{:,.0f}"), ("operating cost CNY", "operating_cost_cny", "{:,.0f}"), ("energy cost CNY", "energy_cost_cny", "{:,.0f}"),
     ("shed cost CNY", "shed_cost_cny", "{:,.0f}"), ("battery degradation CNY", "battery_degradation_cny", "{:,.0f}"),
     ("demand charge CNY/month", "demand_charge_cny", "{:,.0f}"), ("grid import kWh", "grid_import_kwh", "{:,.0f}"),
     ("grid export kWh", "grid_export_kwh", "{:,.1f}"), ("green utilisation", "green_utilization", "{:.1%}"),
@@ -204,8 +204,8 @@ def render_html(
         "<h2>What was run</h2>", _run_facts(result, scenario, strategies, windows, cycle_s),
         "<h2>KPIs</h2>", kpi_table(result, strategies), _img(pngs, "kpis"),
         '<p class="muted">Operating cost = energy cost + shed cost + battery degradation; the bill adds the '
-        "demand charge on the highest 15-minute import. Savings captured = (none − mpc) / (none − oracle), "
-        "on the bill.</p>", _bound(result),
+        "replay's share of the month (days ÷ days in the month) of the monthly demand charge on the highest "
+        "15-minute import. Savings captured = (none − mpc) / (none − oracle), on the bill.</p>", _bound(result),
         "<h2>Per day</h2>", day_table(result, strategies, scenario),
         "<h2>Tariff</h2>", _img(pngs, "price"),
     ]  # fmt: skip
