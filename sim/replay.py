@@ -11,7 +11,8 @@ Strategies:
 - ``none``: no control. Batteries idle, nothing shed, PV capped only as far as the export rule forces.
 - ``rules``: rule-based self-consumption (:func:`controller.rules.decide_rules`).
 - ``mpc``: the rolling-horizon planner on the seeded, lead-dependent :class:`SimForecaster`.
-- ``oracle``: the same planner with a perfect forecast (every forecast sigma 0): the bound.
+- ``oracle``: the same planner with a perfect forecast (every forecast sigma 0), run through the same
+  real-time layer: what mpc would do if its forecasts were right.
 
 One park per strategy runs the whole replay, so batteries carry their charge across midnight. Per-day
 KPIs difference the park's cumulative counters at each day boundary (every 24 h from the start);
