@@ -215,7 +215,8 @@ async def build_controller(
         if telemetry is not None:
             on_plan.append(lambda p: telemetry.publish_plan(plan_summary(p)))
         planner = Planner(config, forecaster, clock, plans, listeners=listeners, on_new_plan=on_plan,
-                          peak_source=month_peak_source(store), dr_source=dr.manager.dr_source if dr else None)  # fmt: skip
+                          peak_source=month_peak_source(store),
+                          dr_source=dr.manager.dr_source if dr else None)  # fmt: skip
         if dr is not None:
             dr.manager.on_change.append(planner.request)
     all_observers: list[Observer] = [store, metrics, alarms, DeviceStatsFeed(metrics, clients),

@@ -256,11 +256,17 @@ def _add_rebound_rows(m: pyo.ConcreteModel, rb: Bounds, d: ModelData) -> None:
         def flow(t: int, base: int = base) -> Terms:
             k = base + t
             c, x = [1.0, -1.0, 1.0], [run[k], shed[k], rel[k]]
-            return (c + [-1.0], x + [run[k - 1]]) if t else (c, x)
+            return ([*c, -1.0], [*x, run[k - 1]]) if t else (c, x)
+
+        def hold(t: int, base: int = base, cap: float = cap) -> Terms:
+            return [1.0, -cap], [run[base + t], shed[base + t]]
+
+        def free(t: int, base: int = base, cap: float = cap) -> Terms:
+            return [1.0, cap], [rel[base + t], shed[base + t]]
 
         _rows(m, rb, f"rb_flow_{i}", flow)
-        _rows(m, rb, f"rb_hold_{i}", lambda t, base=base, cap=cap: ([1.0, -cap], [run[base + t], shed[base + t]]))
-        _rows(m, rb, f"rb_free_{i}", lambda t, base=base, cap=cap: ([1.0, cap], [rel[base + t], shed[base + t]]))
+        _rows(m, rb, f"rb_hold_{i}", hold)
+        _rows(m, rb, f"rb_free_{i}", free)
 
 
 def _add_defer_rows(m: pyo.ConcreteModel, rb: Bounds, d: ModelData) -> None:

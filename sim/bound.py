@@ -100,7 +100,7 @@ def realised(scenario: Scenario, hours: float, block_s: float = 900.0) -> Realis
         for key, v in series.items():
             chunks.setdefault(key, []).append(np.asarray(v, dtype=float))
     blocks = {k: np.concatenate(v).reshape(-1, per_block) for k, v in chunks.items()}
-    starts = np.arange(total // per_block) * block_s
+    starts = np.asarray(np.arange(total // per_block) * block_s, dtype=np.float64)
     local0 = scenario.local_start
     midnight0 = local0.replace(hour=0, minute=0, second=0, microsecond=0)
     day = np.array([((local0 + timedelta(seconds=float(s))) - midnight0).days for s in starts], dtype=np.int64)

@@ -19,8 +19,9 @@ KPIs difference the park's cumulative counters at each day boundary (every 24 h 
 the running extremes (15-minute peak, instant peak, SoC range) are taken from the day's 60-s rows.
 ``operating_cost_cny`` is energy cost + shed cost + battery degradation; ``bill_cny`` adds the run's
 share of the month (days / days in the month) of the demand charge on its highest 15-minute import:
-what the park pays for those days if the month goes on like them. ``savings_captured`` = (bill_none - bill_mpc) / (bill_none - bill_oracle), the same for grid
-import (``grey_import_captured``); None when a strategy is missing or the denominator is ~0.
+what the park pays for those days if the month goes on like them. ``savings_captured`` =
+(bill_none - bill_mpc) / (bill_none - bill_oracle), the same for grid import (``grey_import_captured``);
+None when a strategy is missing or the denominator is ~0.
 
 ``bound_bill_cny`` is the perfect-foresight bound of :mod:`sim.bound`: a linear relaxation of the park
 over the realised days that no run keeping the grid limits can beat, whatever its controller. The
@@ -42,7 +43,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from controller.build import month_peak_source, make_decider
+from controller.build import make_decider, month_peak_source
 from controller.config import ControllerConfig, TelemetryConfig
 from controller.cycle import Decide, Observer, Runtime
 from controller.devices import DeviceSet

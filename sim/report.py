@@ -25,7 +25,8 @@ Window = tuple[datetime, datetime, str]  # (start, end, label) of a demand-respo
 
 # (label, key, format) of the side-by-side KPI table; formats also used by the per-day table
 KPI_ROWS = (
-    ("bill CNY (operating + demand share)", "bill_cny", "{:,.0f}"), ("operating cost CNY", "operating_cost_cny", "{:,.0f}"), ("energy cost CNY", "energy_cost_cny", "{:,.0f}"),
+    ("bill CNY (operating + demand share)", "bill_cny", "{:,.0f}"),
+    ("operating cost CNY", "operating_cost_cny", "{:,.0f}"), ("energy cost CNY", "energy_cost_cny", "{:,.0f}"),
     ("shed cost CNY", "shed_cost_cny", "{:,.0f}"), ("battery degradation CNY", "battery_degradation_cny", "{:,.0f}"),
     ("demand charge CNY/month", "demand_charge_cny", "{:,.0f}"), ("grid import kWh", "grid_import_kwh", "{:,.0f}"),
     ("grid export kWh", "grid_export_kwh", "{:,.1f}"), ("green utilisation", "green_utilization", "{:.1%}"),
@@ -51,9 +52,9 @@ td.best{font-weight:600}img{max-width:100%;height:auto;display:block;margin:6px 
 dl{display:grid;grid-template-columns:max-content auto;gap:2px 16px}dt{color:#666}dd{margin:0}
 """
 # which way is better, for the bold "best" cell of a KPI row (rows not named here have no best)
-BETTER = {"bill_cny": min, "operating_cost_cny": min, "energy_cost_cny": min, "grid_import_kwh": min, "pv_curtailed_kwh": min,
-          "peak_import_kw": min, "co2_kg": min, "export_limit_violation_s": min, "import_limit_violation_s": min,
-          "green_utilization": max, "self_sufficiency": max}  # fmt: skip
+BETTER = {"bill_cny": min, "operating_cost_cny": min, "energy_cost_cny": min, "grid_import_kwh": min,
+          "pv_curtailed_kwh": min, "peak_import_kw": min, "co2_kg": min, "export_limit_violation_s": min,
+          "import_limit_violation_s": min, "green_utilization": max, "self_sufficiency": max}  # fmt: skip
 
 
 def require_plotting() -> None:
