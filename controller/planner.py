@@ -81,7 +81,7 @@ class Planner:
         """What a plan made at ``now`` is told: a plan at midnight runs before the day's first cycle,
         and the new day gives every load its sheds back."""
         today = now.astimezone(self._tz).date()
-        return {lid: h if h.day == today else replace(h, sheds_today=0, day=today) for lid, h in self._loads.items()}
+        return {lid: h.on(today) for lid, h in self._loads.items()}
 
     # -- triggers ----------------------------------------------------------------------------------
     def request(self, reason: str) -> None:
@@ -116,9 +116,7 @@ class Planner:
         ts = report.ts
         today = ts.astimezone(self._tz).date()
         for lid, shed in report.setpoints.load_shed.items():
-            hist = self._loads.get(lid, LoadHistory(day=today))
-            if hist.day != today:
-                hist = replace(hist, sheds_today=0, day=today)
+            hist = self._loads.get(lid, LoadHistory(day=today)).on(today)
             if shed and hist.shed_since is None:
                 hist = replace(hist, shed_since=ts, sheds_today=hist.sheds_today + 1)
             elif not shed and hist.shed_since is not None:

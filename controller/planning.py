@@ -7,7 +7,7 @@ simulated day and the fast replay all plan from exactly the same inputs.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 
 import numpy as np
@@ -37,6 +37,10 @@ class LoadHistory:
     last_restore: datetime | None = None
     sheds_today: int = 0
     day: date | None = None
+
+    def on(self, today: date) -> LoadHistory:
+        """The history as seen on ``today``: a new day gives the load its sheds back."""
+        return self if self.day == today else replace(self, sheds_today=0, day=today)
 
 
 @dataclass(frozen=True)

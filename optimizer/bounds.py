@@ -133,8 +133,8 @@ def after_horizon_rebound(d: ModelData) -> dict[str, np.ndarray]:
         price = r.rebound_kwh * d.price_imp[-1]
         run[i, -1] = price
         tail = np.cumsum(rebound_shares(r)[::-1])[::-1]  # tail[j]: share from step j of the restore on
-        for j in range(1, r.rebound_steps):
-            rel[i, T - j] = price * tail[j] if T - j >= 0 else 0.0
+        for j in range(1, min(r.rebound_steps, T + 1)):
+            rel[i, T - j] = price * tail[j]
     return {"rb_run": run.ravel(), "rb_rel": rel.ravel()}
 
 

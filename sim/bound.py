@@ -50,7 +50,7 @@ import pyomo.environ as pyo
 from pyomo.contrib.solver.solvers.highs import Highs as PyomoHighs
 
 from sim import weather
-from sim.kpi import DEMAND_WINDOW_S, TariffTable
+from sim.kpi import DEMAND_WINDOW_S, TariffTable, seconds_to_next
 from sim.scenario import InterruptibleLoad, Scenario
 
 Array = npt.NDArray[np.float64]
@@ -76,8 +76,7 @@ class Realised:
 
 def realised(scenario: Scenario, hours: float, block_s: float = 900.0) -> Realised:
     """Sample the park's profiles at its physics step, exactly as :class:`sim.park.Park` does, and average."""
-    if (scenario.local_start - scenario.local_start.replace(hour=0, minute=0, second=0, microsecond=0)
-            ).total_seconds() % DEMAND_WINDOW_S:
+    if seconds_to_next(scenario.local_start, DEMAND_WINDOW_S) != DEMAND_WINDOW_S:
         raise ValueError("the bound needs a scenario that starts on a quarter hour (the demand-charge windows)")
     if DEMAND_WINDOW_S % block_s or block_s % scenario.physics_step_s:
         raise ValueError(f"block_s {block_s} must divide {DEMAND_WINDOW_S:.0f} s and be a multiple of the physics step")
@@ -92,9 +91,7 @@ def realised(scenario: Scenario, hours: float, block_s: float = 900.0) -> Realis
     for d0 in range(0, total, per_day):  # the park's own day blocks, so the samples are the same numbers
         t_rel = (d0 + np.arange(min(per_day, total - d0))) * dt
         prof = weather.sample(scenario, t_rel, dt)
-        times = prof.times
-        price = tariff.price[np.asarray(times.month) - 1, np.asarray(times.hour * 60 + times.minute)]
-        series = {"base": prof.base_load_kw, "price": price}
+        series = {"base": prof.base_load_kw, "price": tariff.prices(prof.times)}
         series |= {f"pv/{k}": v for k, v in prof.pv_kw.items()}
         series |= {f"load/{k}": v for k, v in prof.interruptible_kw.items()}
         for key, v in series.items():

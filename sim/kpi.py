@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,6 +29,9 @@ from sim.battery import Bess
 from sim.interruptible import SheddableLoad
 from sim.pv import Inverter
 from sim.scenario import Scenario
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DEMAND_WINDOW_S = 900.0
 _EPS = 1e-7  # seconds of float slack when comparing times
@@ -47,6 +51,10 @@ class TariffTable:
             for month in season.months:
                 self.kind[month - 1] = kinds
                 self.price[month - 1] = [t.flat_cny_per_kwh * t.ratios[k] for k in kinds]
+
+    def prices(self, times: pd.DatetimeIndex) -> np.ndarray:
+        """Import prices at site-local ``times`` (a profile's time axis)."""
+        return np.asarray(self.price[np.asarray(times.month) - 1, np.asarray(times.hour * 60 + times.minute)])
 
     def price_at(self, local: datetime) -> float:
         return float(self.price[local.month - 1, local.hour * 60 + local.minute])

@@ -150,10 +150,7 @@ class Park:
         self._pv_av = [prof.pv_kw[p.id].tolist() for p in sc.pv]
         self._base = prof.base_load_kw.tolist()
         self._nominal = [prof.interruptible_kw[ld.id].tolist() for ld in sc.interruptible_loads]
-        times = prof.times
-        self._price = self._tariff.price[
-            np.asarray(times.month) - 1, np.asarray(times.hour * 60 + times.minute)
-        ].tolist()
+        self._price = self._tariff.prices(prof.times).tolist()
         self._block = block
 
     def _run(self, i0: int, n: int, t0: float, dt: float) -> None:

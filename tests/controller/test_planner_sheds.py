@@ -41,11 +41,17 @@ def _shed_for(planner: Planner, start: datetime, minutes: int) -> datetime:
     return end
 
 
-def test_sheds_are_counted_per_local_day_and_given_back_at_midnight() -> None:
-    planner = _planner()
+def _use_the_days_sheds(planner: Planner) -> datetime:
+    """Four 30-min sheds from 01:00 on the scenario's first day (its max_sheds_per_day); that day's 01:00."""
     day0 = SC.local_start.replace(hour=1)
     for k in range(4):
         _shed_for(planner, day0 + timedelta(hours=2 * k), 30)
+    return day0
+
+
+def test_sheds_are_counted_per_local_day_and_given_back_at_midnight() -> None:
+    planner = _planner()
+    day0 = _use_the_days_sheds(planner)
     assert planner.load_history[LOAD].sheds_today == 4
     _cycle(planner, day0 + timedelta(hours=22), False)
     assert planner.load_history[LOAD].sheds_today == 4  # same local date, 23:00
@@ -59,9 +65,7 @@ def test_sheds_are_counted_per_local_day_and_given_back_at_midnight() -> None:
 
 def test_the_optimiser_is_offered_the_new_days_sheds() -> None:
     planner = _planner()
-    day0 = SC.local_start.replace(hour=1)
-    for k in range(4):
-        _shed_for(planner, day0 + timedelta(hours=2 * k), 30)
+    day0 = _use_the_days_sheds(planner)
     later = day0 + timedelta(days=1, hours=2)
     _cycle(planner, later, False)
     fc = SimForecaster(SC).forecast(later, later, 96, 900)
@@ -87,9 +91,7 @@ def test_a_shed_across_midnight_counts_on_the_day_it_began() -> None:
 def test_a_plan_made_at_midnight_before_the_days_first_cycle_has_the_new_days_sheds() -> None:
     """The planner runs at a step start before that instant's cycle: at 00:00 the last cycle seen is 23:59."""
     planner = _planner()
-    day0 = SC.local_start.replace(hour=1)
-    for k in range(4):
-        _shed_for(planner, day0 + timedelta(hours=2 * k), 30)
+    _use_the_days_sheds(planner)
     midnight = SC.local_start + timedelta(days=1)
     _cycle(planner, midnight - timedelta(minutes=1), False)
     assert planner.load_history[LOAD].sheds_today == 4
